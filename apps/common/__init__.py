@@ -1,0 +1,1 @@
+"""Pipeline code shared by every application: config, data, training, tuning, export, plots."""
