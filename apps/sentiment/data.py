@@ -1,0 +1,469 @@
+"""Sentiment data: texts with a class label, from the tfds catalog or from local files.
+
+`load(config)` returns `LoadedData` whose splits (`train`, `validation`, and `test` when the
+source has labelled test data) are unbatched `tf.data.Dataset`s of
+`{"text": tf.string scalar, "label": tf.int64 scalar}`, with `info["class_names"]` in index
+order. Sources (`SentimentDataConfig.source`):
+
+* a tfds catalog name: `imdb_reviews` (train, test; validation carved from train),
+  `glue/sst2` (train, validation; its test labels are hidden, so test is dropped), or any
+  catalog dataset with one `Text` and one `ClassLabel` feature;
+* a CSV or TSV file with a header (columns chosen by `text_column`, `label_column`);
+* a directory of split files: `train.*`, `dev.*`/`valid.*`/`validation.*`, `test.*`;
+* a directory with one sub-folder per class holding one text file per example, either
+  directly or below split folders (aclImdb's `train/pos`, `train/neg`, `test/...`).
+
+Local files become a tfds dataset, prepared once in `data_dir` (see `apps.common.data`).
+Labels may be class names, their common spellings (`neg`, `pos`) or 0-based indices; binary
+sentiment labels become `["negative", "positive"]` (0 = negative) unless `label_names`
+fixes the classes and their order.
+
+Example:
+
+```python
+data = load(SentimentDataConfig(source="../shared/data/sst2"))
+print(data.describe())
+for example in data.splits["train"].take(1):
+    print(example["text"].numpy(), data.info["class_names"][example["label"]])
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from apps.common.data import (
+    SPLIT_ALIASES,
+    DataError,
+    LoadedData,
+    carve_validation,
+    check_encoding,
+    files_fingerprint,
+    find_split_files,
+    limit_examples,
+    load_catalog_builder,
+    prepare_local_files,
+    read_table,
+    read_text_file,
+    resolve_data_dir,
+)
+
+FORMATS = ("auto", "csv", "tsv", "folders")
+BUILDER_NAME = "sentiment_files"
+BINARY_CLASS_NAMES = ["negative", "positive"]
+# Common spellings of the two sentiment classes in files and folder names.
+_SPELLINGS = {"negative": {"0", "neg", "negative"}, "positive": {"1", "pos", "positive"}}
+_TEXT_COLUMNS = ("text", "sentence", "review", "content")
+_LABEL_COLUMNS = ("label", "sentiment", "polarity")
+_UNLABELLED_FOLDERS = {"unsup", "unsupervised", "unlabeled", "unlabelled"}
+_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+_HTML_TAG = r"<[^>]*>"
+
+
+@dataclasses.dataclass
+class SentimentDataConfig:
+    """Where sentiment data comes from and how to read it (the app config's `data` section).
+
+    Attributes:
+        source: tfds catalog name (`imdb_reviews`, `glue/sst2`) or a path to a CSV/TSV file
+            or a directory (split files, or one folder per class).
+        format: `auto` (from suffixes and layout), `csv`, `tsv` or `folders`.
+        text_column: text column of CSV/TSV files; empty picks text, sentence, review, content.
+        label_column: label column; empty picks label, sentiment, polarity.
+        encoding: encoding of local files.
+        label_names: class names in index order; empty infers them from the labels.
+        strip_html: `auto` (on for IMDB sources), `true` or `false`: replace tags such as
+            `<br />` by a space.
+        validation_fraction: share of train carved as validation when the source has none.
+        seed: seed of that carve.
+        data_dir: tfds data directory; empty for `$TFDS_DATA_DIR` or ~/tensorflow_datasets.
+        max_examples: keep the first N examples of each split (0 keeps all), for quick runs.
+    """
+
+    source: str = "imdb_reviews"
+    format: str = "auto"
+    text_column: str = ""
+    label_column: str = ""
+    encoding: str = "utf-8"
+    label_names: list[str] = dataclasses.field(default_factory=list)
+    strip_html: str = "auto"
+    validation_fraction: float = 0.1
+    seed: int = 1234
+    data_dir: str = ""
+    max_examples: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogEntry:
+    """How to read one tfds catalog dataset as sentiment data."""
+
+    text_key: str
+    label_key: str
+    splits: Mapping[str, str]  # Our split name to the catalog's.
+    download_urls: tuple[str, ...]
+    local_alternative: str
+    is_imdb: bool = False
+    notes: tuple[str, ...] = ()
+
+
+CATALOG = {
+    "imdb_reviews": CatalogEntry(
+        text_key="text",
+        label_key="label",
+        splits={"train": "train", "test": "test"},
+        download_urls=("https://ai.stanford.edu/",),
+        local_alternative="--data ../shared/data/imdb/train.csv",
+        is_imdb=True,
+        notes=("unsupervised: the 50,000 unlabelled imdb_reviews examples are not used",),
+    ),
+    "glue/sst2": CatalogEntry(
+        text_key="sentence",
+        label_key="label",
+        splits={"train": "train", "validation": "validation"},
+        download_urls=("https://dl.fbaipublicfiles.com/",),
+        local_alternative="--data ../shared/data/sst2",
+        notes=("test: dropped, the glue/sst2 test labels are hidden (all -1)",),
+    ),
+}
+
+
+def load(config: SentimentDataConfig) -> LoadedData:
+    """Loads the splits described by `config`; see the module docstring.
+
+    Raises:
+        ValueError: a config field is invalid (named as `data.<field>`).
+        DataError: a local file is malformed (names file, line and problem).
+        CatalogUnavailableError: a catalog dataset is not prepared and the machine is offline.
+    """
+    _check_config(config)
+    notes: list[str] = []
+    if is_catalog_name(config.source):
+        splits, info, is_imdb = _load_catalog(config, notes)
+    else:
+        splits, info, is_imdb = _load_local(config, notes)
+    if "validation" not in splits and config.validation_fraction > 0:
+        splits["train"], splits["validation"], note = carve_validation(
+            splits["train"], config.validation_fraction, config.seed
+        )
+        notes.append(note)
+    elif "validation" not in splits:
+        notes.append("validation: none (the source has none and validation_fraction is 0)")
+    if _wants_html_stripped(config.strip_html, is_imdb):
+        notes.append("html: tags such as <br /> replaced by a space")
+        splits = {name: dataset.map(_strip_html) for name, dataset in splits.items()}
+    order = [name for name in ("train", "validation", "test") if name in splits]
+    ordered = {name: splits[name] for name in order}
+    splits, sizes = limit_examples(ordered, config.max_examples, notes)
+    info["num_examples"] = sizes
+    return LoadedData(splits=splits, info=info, notes=notes)
+
+
+def is_catalog_name(source: str) -> bool:
+    """True when `source` is no existing path and reads as a tfds name like `glue/sst2:2.0.0`."""
+    if not source or os.path.exists(source):
+        return False
+    name = source.split(":")[0]
+    return all(part and part.replace("_", "").isalnum() for part in name.split("/")) and (
+        name.count("/") <= 1 and name == name.lower()
+    )
+
+
+def _check_config(config: SentimentDataConfig) -> None:
+    if config.format not in FORMATS:
+        raise ValueError(f"data.format: {config.format!r} is not one of {', '.join(FORMATS)}")
+    if not 0 <= config.validation_fraction < 1:
+        raise ValueError(f"data.validation_fraction: {config.validation_fraction} not in [0, 1)")
+    if config.max_examples < 0:
+        raise ValueError(f"data.max_examples: {config.max_examples} is negative")
+    names = list(config.label_names or [])
+    if len(set(names)) != len(names):
+        raise ValueError(f"data.label_names: {config.label_names} repeats a name")
+    try:
+        check_encoding(config.encoding)
+    except ValueError as error:
+        raise ValueError(f"data.encoding: {error}") from None
+    _wants_html_stripped(config.strip_html, False)
+
+
+def _wants_html_stripped(value, is_imdb: bool) -> bool:
+    text = str(value).strip().lower()
+    if text == "auto":
+        return is_imdb
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"data.strip_html: {value!r} is not one of auto, true, false")
+
+
+def _strip_html(example):
+    return {**example, "text": tf.strings.regex_replace(example["text"], _HTML_TAG, " ")}
+
+
+def match_label(raw: str, names: list[str]) -> int | None:
+    """Returns the index in `names` of a raw label (a name, a spelling or an index), or None."""
+    lowered = raw.strip().lower()
+    for index, name in enumerate(names):
+        if lowered == name.lower() or lowered in _SPELLINGS.get(name.lower(), ()):
+            return index
+    if lowered.isdigit() and int(lowered) < len(names):
+        return int(lowered)
+    return None
+
+
+def infer_class_names(raw_labels: set[str]) -> list[str]:
+    """Class names for labels seen in files: binary sentiment, integers in order, or sorted."""
+    lowered = {label.strip().lower() for label in raw_labels}
+    if lowered <= set().union(*_SPELLINGS.values()):
+        return list(BINARY_CLASS_NAMES)
+    if all(label.isdigit() for label in lowered):
+        return [str(number) for number in sorted({int(label) for label in lowered})]
+    return sorted({label.strip() for label in raw_labels})
+
+
+def _example(text, label) -> dict:
+    return {"text": text, "label": tf.cast(label, tf.int64)}
+
+
+def _load_catalog(config: SentimentDataConfig, notes: list[str]):
+    name = config.source.split(":")[0]
+    entry = CATALOG.get(name) or CATALOG.get(name.split("/")[0])
+    builder = load_catalog_builder(
+        config.source,
+        config.data_dir,
+        download_urls=entry.download_urls if entry else ("https://storage.googleapis.com/",),
+        local_alternative=entry.local_alternative if entry else "--data path/to/train.csv",
+    )
+    features = builder.info.features
+    if entry is None:
+        entry = _generic_entry(builder, config)
+    text_key = config.text_column or entry.text_key
+    label_key = config.label_column or entry.label_key
+    for key in (text_key, label_key):
+        if key not in features:
+            raise ValueError(f"{config.source} has no feature {key!r}; features: {list(features)}")
+    catalog_names = list(features[label_key].names)
+    class_names = list(config.label_names or []) or infer_class_names(set(catalog_names))
+    remap = []
+    for catalog_name in catalog_names:
+        index = match_label(catalog_name, class_names)
+        if index is None:
+            raise ValueError(f"{config.source}: class {catalog_name!r} not in {class_names}")
+        remap.append(index)
+    remap = tf.constant(remap, tf.int64)
+
+    def convert(example):
+        return _example(example[text_key], tf.gather(remap, example[label_key]))
+
+    splits = {
+        ours: builder.as_dataset(split=theirs, shuffle_files=False).map(convert)
+        for ours, theirs in entry.splits.items()
+    }
+    notes.extend(entry.notes)
+    source = f"tfds catalog {config.source} ({builder.data_dir})"
+    info = {"class_names": class_names, "source": source, "prepared": "catalog"}
+    info["builder_dir"] = str(builder.data_dir)
+    return splits, info, entry.is_imdb
+
+
+def _generic_entry(builder: tfds.core.DatasetBuilder, config) -> CatalogEntry:
+    """Reads any catalog dataset with one Text and one ClassLabel feature."""
+    features = builder.info.features
+    texts = [key for key, f in features.items() if isinstance(f, tfds.features.Text)]
+    labels = [key for key, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+    text_key = config.text_column or (texts[0] if len(texts) == 1 else "")
+    label_key = config.label_column or (labels[0] if len(labels) == 1 else "")
+    if not text_key or not label_key:
+        raise ValueError(
+            f"{config.source}: set data.text_column and data.label_column; features: "
+            f"{list(features)}"
+        )
+    splits = {SPLIT_ALIASES[s]: s for s in builder.info.splits if s in SPLIT_ALIASES}
+    return CatalogEntry(text_key, label_key, splits, (), "")
+
+
+@dataclasses.dataclass
+class _SplitSource:
+    split: str
+    path: Path
+    delimiter: str | None  # None: a directory with one folder per class.
+
+
+def _plan_sources(config: SentimentDataConfig) -> list[_SplitSource]:
+    """Finds the files of each split under `config.source`."""
+    root = Path(config.source)
+    if not root.exists():
+        raise FileNotFoundError(f"data.source: {config.source} does not exist")
+    forced = {"csv": ",", "tsv": "\t"}.get(config.format)
+    if root.is_file():
+        if config.format == "folders":
+            raise ValueError(f"data.format: folders needs a directory, {root} is a file")
+        return [_SplitSource("train", root, forced or _delimiter(root))]
+    if config.format != "folders":
+        suffixes = (".csv", ".tsv", ".tab") if forced is None else (".csv", ".tsv", ".tab", ".txt")
+        files = find_split_files(root, suffixes)
+        if files:
+            return [_SplitSource(s, p, forced or _delimiter(p)) for s, p in files.items()]
+        if forced:
+            raise ValueError(f"{root}: no split files (train.*, dev.*, test.*) for format {forced}")
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    split_folders = [p for p in folders if p.name.lower() in SPLIT_ALIASES]
+    if split_folders:
+        return [_SplitSource(SPLIT_ALIASES[p.name.lower()], p, None) for p in split_folders]
+    if not folders:
+        raise ValueError(f"{root}: no split files (train.csv, dev.tsv, ...) and no class folders")
+    return [_SplitSource("train", root, None)]
+
+
+def _delimiter(path: Path) -> str:
+    delimiter = _DELIMITERS.get(path.suffix.lower())
+    if delimiter is None:
+        raise ValueError(f"{path}: cannot tell CSV from TSV by the suffix; set data.format")
+    return delimiter
+
+
+def _class_folders(directory: Path) -> list[Path]:
+    return [
+        p
+        for p in sorted(directory.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and p.name.lower() not in _UNLABELLED_FOLDERS
+    ]
+
+
+def _text_files(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
+
+
+def _pick_column(path: Path, header: list[str], wanted: str, candidates, role: str) -> str:
+    if wanted:
+        if wanted not in header:
+            raise DataError(
+                path, 1, f"missing column {wanted!r} ({role}); the header has: {', '.join(header)}"
+            )
+        return wanted
+    for name in candidates:
+        if name in header:
+            return name
+    raise DataError(
+        path, 1, f"no {role} among {', '.join(candidates)}; set data.{role} to one of: "
+        f"{', '.join(header)}"
+    )
+
+
+def _raw_examples(source: _SplitSource, config: SentimentDataConfig) -> Iterator[tuple]:
+    """Yields `(key, path, line, text, raw label)` of one split, checking every row."""
+    if source.delimiter is None:
+        for folder in _class_folders(source.path):
+            for path in _text_files(folder):
+                text = read_text_file(path, config.encoding)
+                if not text.strip():
+                    raise DataError(path, 1, "empty text")
+                yield path.relative_to(source.path).as_posix(), path, 1, text, folder.name
+        return
+    path = source.path
+    header, rows = read_table(path, delimiter=source.delimiter, encoding=config.encoding)
+    text_column = _pick_column(path, header, config.text_column, _TEXT_COLUMNS, "text_column")
+    label_column = _pick_column(path, header, config.label_column, _LABEL_COLUMNS, "label_column")
+    for line, row in rows:
+        text, label = row[text_column], row[label_column].strip()
+        if not text.strip():
+            raise DataError(path, line, f"empty text in column {text_column!r}")
+        if not label:
+            raise DataError(path, line, f"empty label in column {label_column!r}")
+        yield f"{path.name}:{line}", path, line, text, label
+
+
+def _local_plan(sources: list[_SplitSource], config: SentimentDataConfig, timings: dict):
+    """Returns the `plan` of `prepare_local_files`: check every file, then fix the classes."""
+
+    def plan():
+        started = time.perf_counter()
+        raw_labels: set[str] = set()
+        for source in sources:
+            for _, path, line, _, raw in _raw_examples(source, config):
+                if config.label_names and match_label(raw, config.label_names) is None:
+                    raise DataError(
+                        path, line, f"unknown label {raw!r}; label_names are {config.label_names}"
+                    )
+                raw_labels.add(raw)
+        if not raw_labels:
+            raise ValueError(f"data.source: {config.source} holds no examples")
+        class_names = list(config.label_names or []) or infer_class_names(raw_labels)
+        timings["checked_s"] = time.perf_counter() - started
+
+        def examples(source: _SplitSource) -> Callable[[], Iterator[tuple[str, dict]]]:
+            def generate():
+                for key, _, _, text, raw in _raw_examples(source, config):
+                    yield key, {"text": text, "label": match_label(raw, class_names)}
+
+            return generate
+
+        features = tfds.features.FeaturesDict(
+            {"text": tfds.features.Text(), "label": tfds.features.ClassLabel(names=class_names)}
+        )
+        return features, {source.split: examples(source) for source in sources}
+
+    return plan
+
+
+def _load_local(config: SentimentDataConfig, notes: list[str]):
+    sources = _plan_sources(config)
+    root = Path(config.source).resolve()
+    base = root if root.is_dir() else root.parent
+    files = []
+    for source in sources:
+        if source.delimiter is None:
+            for folder in _class_folders(source.path):
+                files.extend(_text_files(folder))
+        else:
+            files.append(source.path)
+    fingerprint = {
+        "reader": 1,  # Bump when the way files are read changes, to prepare them again.
+        "source": str(root),
+        "splits": {s.split: [s.path.resolve().as_posix(), s.delimiter] for s in sources},
+        "files": files_fingerprint([f.resolve() for f in files], base),
+        "options": [config.text_column, config.label_column, config.encoding],
+        "label_names": list(config.label_names or []),
+    }
+    kind = "folders" if sources[0].delimiter is None else "files"
+    description = (
+        f"local {kind} {root} (encoding {config.encoding}, text column "
+        f"{config.text_column or 'auto'}, label column {config.label_column or 'auto'})"
+    )
+    timings: dict = {}
+    started = time.perf_counter()
+    builder, prepared_now = prepare_local_files(
+        builder_name=BUILDER_NAME,
+        label=root.name,
+        fingerprint=fingerprint,
+        plan=_local_plan(sources, config, timings),
+        data_dir=config.data_dir,
+        description=description,
+    )
+    if prepared_now:
+        notes.append(
+            f"prepared {len(files):,} file(s) into {builder.data_dir} in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+    splits = {
+        split: builder.as_dataset(split=split, shuffle_files=False).map(
+            lambda example: _example(example["text"], example["label"])
+        )
+        for split in builder.info.splits
+    }
+    info = {
+        "class_names": list(builder.info.features["label"].names),
+        "source": description,
+        "prepared": "now" if prepared_now else "reused",
+        "builder_dir": str(builder.data_dir),
+        "data_dir": resolve_data_dir(config.data_dir),
+    }
+    is_imdb = "imdb" in str(root).lower()
+    return splits, info, is_imdb
