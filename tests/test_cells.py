@@ -1,0 +1,288 @@
+"""Tests of the rnn_keras cells: Keras twins, NumPy equations, contract, config, errors.
+
+Weights are random (never constant initialisers, which hide swapped gate blocks), copied by
+name into the Keras built-in twin, and inputs are right-padded with random values in the
+padding so that a mask that is ignored changes the numbers.
+"""
+
+import os
+import re
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import rnn_keras  # noqa: E402
+from tests.reference_cells import (  # noqa: E402
+    KERAS_TWINS,
+    VARIANTS,
+    copy_weights_by_name,
+    get_weight,
+    make_cell,
+    make_keras_twin_layer,
+    output_size,
+    random_states,
+    randomize_weights,
+    reference_run,
+    right_padded_mask,
+    state_sizes,
+)
+
+BATCH, TIME, FEATURES, UNITS = 4, 6, 3, 5
+LENGTHS = [6, 4, 1, 5]
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def make_inputs(seed):
+    rng = np.random.default_rng(seed)
+    sequences = rng.standard_normal((BATCH, TIME, FEATURES)).astype("float32")
+    return rng, sequences, right_padded_mask(LENGTHS, TIME)
+
+
+def wrap(cell, wrapper, **options):
+    """The sequence layer under test around `cell`."""
+    if wrapper == "keras_rnn":
+        return keras.layers.RNN(cell, **options)
+    return rnn_keras.Recurrent(cell, **options)
+
+
+def processed_mask(mask, go_backwards):
+    """The mask in the order the outputs come back (reversed with go_backwards, as Keras)."""
+    return mask[:, ::-1] if go_backwards else mask
+
+
+def as_numpy_list(values):
+    return [np.asarray(value) for value in values]
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("variant", KERAS_TWINS)
+def test_reference_equations_match_keras_builtin(variant, go_backwards):
+    """The NumPy reference itself agrees with keras SimpleRNN / LSTM / GRU (self-check)."""
+    rng, sequences, mask = make_inputs(1)
+    keras_layer = make_keras_twin_layer(
+        variant, UNITS, return_sequences=True, return_state=True, go_backwards=go_backwards
+    )
+    keras_layer(sequences)
+    randomize_weights(keras_layer.cell, rng)
+    initial = random_states(rng, variant, BATCH, UNITS)
+    outputs, *states = keras_layer(sequences, initial_state=initial, mask=mask)
+    expected_outputs, _, expected_states = reference_run(
+        keras_layer.cell, variant, sequences, initial, mask=mask, go_backwards=go_backwards
+    )
+    np.testing.assert_allclose(outputs, expected_outputs, **TOLERANCE)
+    for state, expected in zip(states, expected_states, strict=True):
+        np.testing.assert_allclose(state, expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize("wrapper", ["keras_rnn", "recurrent"])
+@pytest.mark.parametrize(
+    "masked,go_backwards", [(False, False), (False, True), (True, False), (True, True)]
+)
+@pytest.mark.parametrize("variant", KERAS_TWINS)
+def test_matches_keras_builtin_layer(variant, masked, go_backwards, wrapper):
+    """ElmanCell / LSTMCell / GRUCell equal SimpleRNN / LSTM / GRU with copied weights."""
+    rng, sequences, mask = make_inputs(2)
+    mask = mask if masked else None
+    initial = random_states(rng, variant, BATCH, UNITS) if masked else None
+    cell = make_cell(variant, UNITS)
+    layer = wrap(cell, wrapper, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    last_layer = wrap(cell, wrapper, go_backwards=go_backwards)
+    layer(sequences)
+    randomize_weights(cell, rng)
+    keras_layer = make_keras_twin_layer(
+        variant, UNITS, return_sequences=True, return_state=True, go_backwards=go_backwards
+    )
+    keras_layer(sequences)
+    copy_weights_by_name(cell, keras_layer.cell)
+
+    outputs, *states = layer(sequences, initial_state=initial, mask=mask)
+    last_output = last_layer(sequences, initial_state=initial, mask=mask)
+    expected_outputs, *expected_states = as_numpy_list(
+        keras_layer(sequences, initial_state=initial, mask=mask)
+    )
+    assert len(states) == len(expected_states)
+    for state, expected in zip(states, expected_states, strict=True):
+        np.testing.assert_allclose(state, expected, **TOLERANCE)
+    # With a right-padded mask the last output is the last valid one, as keras.layers.LSTM.
+    np.testing.assert_allclose(last_output, expected_outputs[:, -1], **TOLERANCE)
+    if wrapper == "recurrent" and mask is not None:
+        # Recurrent defaults to zero_output_for_mask=True: padded steps give zeros.
+        keep = processed_mask(mask, go_backwards)[:, :, None]
+        expected_outputs = np.where(keep, expected_outputs, 0.0)
+    np.testing.assert_allclose(outputs, expected_outputs, **TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "masked,go_backwards,wrapper",
+    [
+        (False, False, "recurrent"),
+        (True, False, "recurrent"),
+        (True, True, "recurrent"),
+        (True, False, "keras_rnn"),
+        (True, True, "keras_rnn"),
+    ],
+)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_matches_numpy_equations(variant, masked, go_backwards, wrapper):
+    """Every variant (Jordan, peephole and layer-norm LSTM included) equals the NumPy equations."""
+    rng, sequences, mask = make_inputs(3)
+    mask = mask if masked else None
+    cell = make_cell(variant, UNITS)
+    options = {"return_sequences": True, "return_state": True, "go_backwards": go_backwards}
+    layer = wrap(cell, wrapper, **options)
+    layer(sequences)
+    randomize_weights(cell, rng)
+    initial = random_states(rng, variant, BATCH, UNITS)
+    outputs, *states = layer(sequences, initial_state=initial, mask=mask)
+    expected_outputs, _, expected_states = reference_run(
+        cell,
+        variant,
+        sequences,
+        initial,
+        mask=mask,
+        go_backwards=go_backwards,
+        zero_output_for_mask=wrapper == "recurrent",
+    )
+    np.testing.assert_allclose(outputs, expected_outputs, **TOLERANCE)
+    for state, expected in zip(states, expected_states, strict=True):
+        np.testing.assert_allclose(state, expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_recurrent_equals_keras_rnn_loop(variant, zero_output_for_mask):
+    """The fast layer (input projection hoisted) equals keras.layers.RNN over the same cell."""
+    rng, sequences, mask = make_inputs(4)
+    cell = make_cell(variant, UNITS)
+    options = {
+        "return_sequences": True,
+        "return_state": True,
+        "go_backwards": True,
+        "zero_output_for_mask": zero_output_for_mask,
+    }
+    fast = rnn_keras.Recurrent(cell, **options)
+    plain = keras.layers.RNN(cell, **options)
+    fast(sequences)
+    plain(sequences)
+    randomize_weights(cell, rng)
+    initial = random_states(rng, variant, BATCH, UNITS)
+    for actual, expected in zip(
+        fast(sequences, initial_state=initial, mask=mask),
+        plain(sequences, initial_state=initial, mask=mask),
+        strict=True,
+    ):
+        np.testing.assert_allclose(actual, expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_cell_contract_sizes_shapes_and_initial_state(variant):
+    """state_size, output_size, weight shapes and get_initial_state follow API.md."""
+    cell = make_cell(variant, UNITS)
+    cell.build((None, FEATURES))
+    sizes = state_sizes(variant, UNITS)
+    state_size = cell.state_size
+    assert (list(state_size) if isinstance(state_size, list | tuple) else [state_size]) == sizes
+    assert cell.output_size == output_size(variant, UNITS)
+    kind, options, names = VARIANTS[variant]
+    gates = {"elman": 1, "jordan": 1, "lstm": 4, "gru": 3}[kind]
+    expected_shapes = {
+        "kernel": (FEATURES, gates * UNITS),
+        "recurrent_kernel": (sizes[0] if kind == "jordan" else UNITS, gates * UNITS),
+        "bias": (2, 3 * UNITS) if options.get("reset_after") else (gates * UNITS,),
+        "output_kernel": (UNITS, sizes[0]),
+        "output_bias": (sizes[0],),
+    }
+    for name in names:
+        expected = expected_shapes.get(name, (4 * UNITS,) if "_norm_" in name else (UNITS,))
+        if name.startswith("state_norm"):
+            expected = (UNITS,)
+        assert tuple(get_weight(cell, name).shape) == expected, name
+    initial = cell.get_initial_state(batch_size=BATCH)
+    initial = list(initial) if isinstance(initial, list | tuple) else [initial]
+    assert [tuple(np.shape(state)) for state in initial] == [(BATCH, size) for size in sizes]
+    for state in initial:
+        np.testing.assert_array_equal(state, 0.0)
+
+
+def test_lstm_default_initialisers():
+    """Unit forget bias (1 on the forget block only), orthogonal recurrent kernel."""
+    cell = rnn_keras.LSTMCell(UNITS)
+    cell.build((None, FEATURES))
+    bias = np.asarray(cell.bias)
+    expected = np.zeros(4 * UNITS)
+    expected[UNITS : 2 * UNITS] = 1.0
+    np.testing.assert_array_equal(bias, expected)
+    recurrent = np.asarray(cell.recurrent_kernel)
+    np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(UNITS), atol=1e-5)
+    assert not rnn_keras.LSTMCell(UNITS, unit_forget_bias=False).get_config()["unit_forget_bias"]
+
+
+@pytest.mark.parametrize(
+    "kind,options,cls_name",
+    [
+        ("elman", {}, "ElmanCell"),
+        ("jordan", {"output_units": 2}, "JordanCell"),
+        ("lstm", {"peephole": True}, "LSTMCell"),
+        ("gru", {"reset_after": False}, "GRUCell"),
+    ],
+)
+def test_make_cell(kind, options, cls_name):
+    cell = rnn_keras.make_cell(kind, 7, **options)
+    assert type(cell) is getattr(rnn_keras, cls_name)
+    config = cell.get_config()
+    assert config["units"] == 7
+    for key, value in options.items():
+        assert config[key] == value
+
+
+JORDAN = {"units": 4, "output_units": 2}
+BAD_ARGUMENTS = [
+    ("ElmanCell", {"units": -3}, "units", "-3"),
+    ("JordanCell", {"units": 0, "output_units": 2}, "units", "0"),
+    ("LSTMCell", {"units": -3}, "units", "-3"),
+    ("GRUCell", {"units": 0}, "units", "0"),
+    ("JordanCell", {"units": 4, "output_units": -2}, "output_units", "-2"),
+    ("ElmanCell", {"units": 4, "activation": "bogus_fn"}, "activation", "bogus_fn"),
+    (
+        "LSTMCell",
+        {"units": 4, "recurrent_activation": "bogus_fn"},
+        "recurrent_activation",
+        "bogus_fn",
+    ),
+    ("JordanCell", {**JORDAN, "output_activation": "bogus_fn"}, "output_activation", "bogus_fn"),
+    ("GRUCell", {"units": 4, "dropout": 1.0}, "dropout", r"1(\.0)?"),
+    ("LSTMCell", {"units": 4, "dropout": -0.1}, "dropout", "-0.1"),
+    ("ElmanCell", {"units": 4, "recurrent_dropout": 1.5}, "recurrent_dropout", "1.5"),
+    ("JordanCell", {**JORDAN, "recurrent_dropout": -0.5}, "recurrent_dropout", "-0.5"),
+]
+
+
+@pytest.mark.parametrize(
+    "cls_name,kwargs,argument,value",
+    BAD_ARGUMENTS,
+    ids=[f"{case[0]}-{case[2]}={case[3]}" for case in BAD_ARGUMENTS],
+)
+def test_bad_arguments_raise_value_error_naming_them(cls_name, kwargs, argument, value):
+    with pytest.raises(ValueError) as error:
+        getattr(rnn_keras, cls_name)(**kwargs)
+    message = str(error.value)
+    assert argument in message, message
+    assert re.search(value, message), message
+
+
+@pytest.mark.parametrize(
+    "call,argument,value",
+    [
+        (lambda: rnn_keras.make_cell("transformer", 4), "kind", "transformer"),
+        (lambda: rnn_keras.recurrent_layers("lstm", units=-3), "units", "-3"),
+        (lambda: rnn_keras.recurrent_layers("gru", units=4, dropout=1.5), "dropout", "1.5"),
+    ],
+    ids=["make_cell-kind", "recurrent_layers-units", "recurrent_layers-dropout"],
+)
+def test_bad_factory_arguments(call, argument, value):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert argument in str(error.value) and value in str(error.value), str(error.value)
