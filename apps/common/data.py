@@ -135,8 +135,10 @@ def network_available(
             answered.set()
             return
 
-    threading.Thread(target=attempt, name="network-probe", daemon=True).start()
-    return answered.wait(timeout)
+    thread = threading.Thread(target=attempt, name="network-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)  # Returns early when every URL failed fast (no DNS, no route).
+    return answered.is_set()
 
 
 def load_catalog_builder(
