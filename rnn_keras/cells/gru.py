@@ -1,0 +1,127 @@
+"""The GRU cell (Cho et al. 2014), in both the original and the cuDNN form."""
+
+import keras
+from keras import ops
+
+from rnn_keras import kernels
+from rnn_keras.cells.base import RecurrentCell, activation_name, get_activation
+
+
+@keras.saving.register_keras_serializable(package="rnn_keras")
+class GRUCell(RecurrentCell):
+    """Gated recurrent unit cell (Cho et al. 2014).
+
+    Gates in the Keras order (z, r, h): z = sig(x W_z + h U_z + b_z),
+    r = sig(x W_r + h U_r + b_r), h_t = z * h_{t-1} + (1 - z) * h~ where
+
+    * `reset_after=False` (Cho et al. 2014): h~ = tanh(x W_h + (r * h) U_h + b_h);
+    * `reset_after=True` (cuDNN, the Keras default): h~ = tanh(x W_h + b_h +
+      r * (h U_h + b'_h)), with a separate recurrent bias, `bias` of shape
+      `(2, 3 * units)`.
+
+    The weight layout equals `keras.layers.GRUCell(reset_after=...)`.
+
+    Args:
+        units: positive integer, dimensionality of h.
+        activation: activation of the candidate ("tanh").
+        recurrent_activation: activation of the gates ("sigmoid").
+        reset_after: where the reset gate applies, see above.
+        **kwargs: the common cell arguments of `RecurrentCell`.
+
+    Call arguments:
+        inputs: `(batch, features)`.
+        states: `[h]`, `(batch, units)`.
+        training: whether dropout is active.
+
+    Returns:
+        `(h_t, [h_t])`, each `(batch, units)`.
+
+    Example:
+
+    >>> layer = rnn_keras.Recurrent(rnn_keras.GRUCell(32, reset_after=False))
+    >>> layer(np.zeros((4, 10, 8), "float32")).shape
+    (4, 32)
+    """
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        reset_after=True,
+        **kwargs,
+    ):
+        super().__init__(units, **kwargs)
+        self.activation = get_activation("activation", activation)
+        self.recurrent_activation = get_activation("recurrent_activation", recurrent_activation)
+        self.reset_after = bool(reset_after)
+        self.state_size = units
+        self.output_size = units
+
+    def build(self, input_shape):
+        self.add_standard_weights(input_shape[-1], 3 * self.units, self.units, 3 * self.units)
+        self.add_bias((2, 3 * self.units) if self.reset_after else (3 * self.units,))
+
+    def _biases(self):
+        """(input bias, recurrent bias); either may be None."""
+        if not self.use_bias:
+            return None, None
+        if self.reset_after:
+            return self.bias[0], self.bias[1]
+        return self.bias, None
+
+    def project_inputs(self, inputs):
+        projected = ops.matmul(inputs, self.kernel)
+        input_bias, _ = self._biases()
+        return projected if input_bias is None else projected + input_bias
+
+    def recurrent_step(self, projected, states, recurrent_mask=None):
+        h_previous = states[0] if isinstance(states, (list, tuple)) else states
+        h_in = h_previous * recurrent_mask if recurrent_mask is not None else h_previous
+        x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
+        units = self.units
+        if self.reset_after:
+            recurrent = ops.matmul(h_in, self.recurrent_kernel)
+            _, recurrent_bias = self._biases()
+            if recurrent_bias is not None:
+                recurrent = recurrent + recurrent_bias
+            r_z, r_r, r_h = ops.split(recurrent, 3, axis=-1)
+            z = self.recurrent_activation(x_z + r_z)
+            r = self.recurrent_activation(x_r + r_r)
+            candidate = self.activation(x_h + r * r_h)
+        else:
+            r_z, r_r = ops.split(
+                ops.matmul(h_in, self.recurrent_kernel[:, : 2 * units]), 2, axis=-1
+            )
+            z = self.recurrent_activation(x_z + r_z)
+            r = self.recurrent_activation(x_r + r_r)
+            candidate = self.activation(
+                x_h + ops.matmul(r * h_in, self.recurrent_kernel[:, 2 * units :])
+            )
+        h = z * h_previous + (1.0 - z) * candidate
+        return h, [h]
+
+    def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
+        standard = (
+            activation_name(self.activation) == "tanh"
+            and activation_name(self.recurrent_activation) == "sigmoid"
+        )
+        if not standard:
+            return None
+        recurrent_kernel = ops.copy(self.recurrent_kernel)
+        if self.reset_after:
+            _, recurrent_bias = self._biases()
+            return kernels.gru_sequence(
+                projected, initial_states[0], recurrent_kernel, recurrent_bias, mask, recurrent_mask
+            )
+        return kernels.gru_reset_before_sequence(
+            projected, initial_states[0], recurrent_kernel, mask, recurrent_mask
+        )
+
+    def get_config(self):
+        config = {
+            "activation": activation_name(self.activation),
+            "recurrent_activation": activation_name(self.recurrent_activation),
+            "reset_after": self.reset_after,
+        }
+        return {**super().get_config(), **config}

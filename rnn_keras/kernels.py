@@ -1,0 +1,386 @@
+"""Whole-sequence recurrences with hand-written backward passes (BPTT).
+
+Automatic differentiation of a time loop records every intermediate of every
+step and replays them one by one; on a CPU that bookkeeping, not the
+arithmetic, dominates (see DESIGN.md, "Speed facts"). These kernels do what
+cuDNN does instead: the forward loop keeps only the activated gates, the
+backward loop does one matrix product per step, and the weight gradients are
+single large matrix products over all time steps afterwards.
+
+All tensors are time-major: projected inputs `(time, batch, width)`, masks
+`(time, batch, 1)` as floats, recurrent dropout masks `(batch, units)`.
+Each kernel returns the per-step state sequences, `(time, batch, units)`.
+"""
+
+from keras import ops
+
+# Derivative of an activation written in terms of its output y = act(a).
+ACTIVATION_DERIVATIVES = {
+    "tanh": lambda y: 1.0 - y * y,
+    "sigmoid": lambda y: y * (1.0 - y),
+    "relu": lambda y: ops.cast(y > 0, y.dtype),
+    "linear": lambda y: ops.ones_like(y),
+}
+
+
+def _previous(sequence, initial):
+    """The sequence shifted one step later: [initial, s_0, ..., s_{T-2}]."""
+    return ops.concatenate([ops.expand_dims(initial, 0), sequence[:-1]], axis=0)
+
+
+def _flat_matmul_transposed(left, right):
+    """sum_t left_t^T right_t for time-major (T, B, m) and (T, B, n): one GEMM."""
+    left = ops.reshape(left, (-1, ops.shape(left)[-1]))
+    right = ops.reshape(right, (-1, ops.shape(right)[-1]))
+    return ops.matmul(ops.transpose(left), right)
+
+
+def _keep_masked(new, old, mask_t):
+    """Where the mask is 0 the state carries over unchanged."""
+    return old + mask_t * (new - old)
+
+
+def _zeros_if_none(gradient, like):
+    return ops.zeros_like(like) if gradient is None else gradient
+
+
+def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask=None):
+    """LSTM over a sequence (gate order i, f, c, o; sigmoid gates, tanh cell).
+
+    Returns `[hs, cs]`, each `(time, batch, units)`.
+    """
+    has_mask = mask is not None
+    has_dropout = recurrent_mask is not None
+    tensors = [projected, h0, c0, recurrent_kernel]
+    tensors += [mask] if has_mask else []
+    tensors += [recurrent_mask] if has_dropout else []
+
+    def forward(projected, h0, c0, recurrent_kernel, *extra):
+        mask = extra[0] if has_mask else None
+        recurrent_mask = extra[-1] if has_dropout else None
+
+        def step(carry, inputs):
+            h, c, _ = carry
+            z_t = inputs[0] if has_mask else inputs
+            h_in = h * recurrent_mask if has_dropout else h
+            i, f, g, o = ops.split(z_t + ops.matmul(h_in, recurrent_kernel), 4, axis=-1)
+            i, f, g, o = ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
+            c_new = f * c + i * g
+            h_new = o * ops.tanh(c_new)
+            if has_mask:
+                h_new = _keep_masked(h_new, h, inputs[1])
+                c_new = _keep_masked(c_new, c, inputs[1])
+            gates = ops.concatenate([i, f, g, o], axis=-1)
+            return (h_new, c_new, gates), (h_new, c_new, gates)
+
+        xs = (projected, mask) if has_mask else projected
+        _, (hs, cs, gates) = ops.scan(step, (h0, c0, ops.zeros_like(projected[0])), xs)
+        return hs, cs, gates
+
+    @ops.custom_gradient
+    def kernel(*args):
+        projected, h0, c0, recurrent_kernel = args[:4]
+        mask = args[4] if has_mask else None
+        recurrent_mask = args[-1] if has_dropout else None
+        hs, cs, gates = forward(*args)
+
+        def grad(*upstream):
+            d_hs = _zeros_if_none(upstream[0], hs)
+            d_cs = _zeros_if_none(upstream[1] if len(upstream) > 1 else None, cs)
+            i, f, g, o = ops.split(gates, 4, axis=-1)
+            c_prev = _previous(cs, c0)
+            tanh_c = ops.tanh(cs)
+            # dc += dh * o * tanh'(c);  dz = [dc, dc, dc, dh] * gate_factors
+            dc_from_dh = o * (1.0 - tanh_c * tanh_c)
+            gate_factors = ops.concatenate(
+                [
+                    g * i * (1.0 - i),
+                    c_prev * f * (1.0 - f),
+                    i * (1.0 - g * g),
+                    tanh_c * o * (1.0 - o),
+                ],
+                axis=-1,
+            )
+            transposed_kernel = ops.transpose(recurrent_kernel)
+
+            def back_step(carry, inputs):
+                dh_next, dc_next = carry
+                dh = inputs[0] + dh_next
+                dc = inputs[1] + dc_next
+                if has_mask:
+                    m_t = inputs[5]
+                    dh_new, dc_in = dh * m_t, dc * m_t
+                else:
+                    dh_new, dc_in = dh, dc
+                dc_new = dc_in + dh_new * inputs[2]
+                dz = ops.concatenate([dc_new, dc_new, dc_new, dh_new], axis=-1) * inputs[3]
+                dh_prev = ops.matmul(dz, transposed_kernel)
+                if has_dropout:
+                    dh_prev = dh_prev * recurrent_mask
+                dc_prev = dc_new * inputs[4]
+                if has_mask:
+                    dh_prev = dh_prev + (dh - dh_new)
+                    dc_prev = dc_prev + (dc - dc_in)
+                return (dh_prev, dc_prev), (dh_new, dc_new)
+
+            xs = [d_hs, d_cs, dc_from_dh, gate_factors, f] + ([mask] if has_mask else [])
+            (dh0, dc0), (dh_news, dc_news) = ops.scan(
+                back_step, (ops.zeros_like(h0), ops.zeros_like(c0)), tuple(xs), reverse=True
+            )
+            d_projected = (
+                ops.concatenate([dc_news, dc_news, dc_news, dh_news], axis=-1) * gate_factors
+            )
+            h_prev = _previous(hs, h0)
+            if has_dropout:
+                h_prev = h_prev * recurrent_mask
+            d_kernel = _flat_matmul_transposed(h_prev, d_projected)
+            grads = [d_projected, dh0, dc0, d_kernel]
+            grads += [ops.zeros_like(mask)] if has_mask else []
+            grads += [ops.zeros_like(recurrent_mask)] if has_dropout else []
+            return grads
+
+        return (hs, cs), grad
+
+    hs, cs = kernel(*tensors)
+    return [hs, cs]
+
+
+def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, recurrent_mask=None):
+    """GRU over a sequence, Keras's `reset_after=True` form (gate order z, r, h).
+
+    h~ = tanh(x_h + r * (h U_h + b_h)); h_new = z * h + (1 - z) * h~.
+    `recurrent_bias` may be None. Returns `[hs]`.
+    """
+    has_mask = mask is not None
+    has_dropout = recurrent_mask is not None
+    has_bias = recurrent_bias is not None
+    tensors = [projected, h0, recurrent_kernel]
+    tensors += [recurrent_bias] if has_bias else []
+    tensors += [mask] if has_mask else []
+    tensors += [recurrent_mask] if has_dropout else []
+
+    @ops.custom_gradient
+    def kernel(*args):
+        projected, h0, recurrent_kernel = args[:3]
+        position = 3
+        recurrent_bias = args[position] if has_bias else None
+        position += int(has_bias)
+        mask = args[position] if has_mask else None
+        recurrent_mask = args[-1] if has_dropout else None
+
+        def step(carry, inputs):
+            h, _ = carry
+            x_t = inputs[0] if has_mask else inputs
+            h_in = h * recurrent_mask if has_dropout else h
+            recurrent = ops.matmul(h_in, recurrent_kernel)
+            if has_bias:
+                recurrent = recurrent + recurrent_bias
+            x_z, x_r, x_h = ops.split(x_t, 3, axis=-1)
+            r_z, r_r, r_h = ops.split(recurrent, 3, axis=-1)
+            z = ops.sigmoid(x_z + r_z)
+            r = ops.sigmoid(x_r + r_r)
+            candidate = ops.tanh(x_h + r * r_h)
+            h_new = candidate + z * (h - candidate)
+            if has_mask:
+                h_new = _keep_masked(h_new, h, inputs[1])
+            saved = ops.concatenate([z, r, candidate, r_h], axis=-1)
+            return (h_new, saved), (h_new, saved)
+
+        xs = (projected, mask) if has_mask else projected
+        initial_saved = ops.zeros((ops.shape(h0)[0], 4 * ops.shape(h0)[1]), dtype=h0.dtype)
+        _, (hs, saved) = ops.scan(step, (h0, initial_saved), xs)
+
+        def grad(*upstream):
+            d_hs = _zeros_if_none(upstream[0], hs)
+            z, r, candidate, r_h = ops.split(saved, 4, axis=-1)
+            h_prev = _previous(hs, h0)
+            d_candidate_pre = (1.0 - z) * (1.0 - candidate * candidate)
+            d_z_pre = (h_prev - candidate) * z * (1.0 - z)
+            d_r_pre = d_candidate_pre * r_h * r * (1.0 - r)
+            input_factors = ops.concatenate([d_z_pre, d_r_pre, d_candidate_pre], axis=-1)
+            recurrent_factors = ops.concatenate([d_z_pre, d_r_pre, d_candidate_pre * r], axis=-1)
+            transposed_kernel = ops.transpose(recurrent_kernel)
+
+            def back_step(carry, inputs):
+                (dh_next,) = carry
+                dh = inputs[0] + dh_next
+                dh_new = dh * inputs[3] if has_mask else dh
+                d_recurrent = ops.concatenate([dh_new, dh_new, dh_new], axis=-1) * inputs[1]
+                dh_prev = ops.matmul(d_recurrent, transposed_kernel)
+                if has_dropout:
+                    dh_prev = dh_prev * recurrent_mask
+                dh_prev = dh_prev + dh_new * inputs[2]
+                if has_mask:
+                    dh_prev = dh_prev + (dh - dh_new)
+                return (dh_prev,), (dh_new,)
+
+            xs = [d_hs, recurrent_factors, z] + ([mask] if has_mask else [])
+            (dh0,), (dh_news,) = ops.scan(back_step, (ops.zeros_like(h0),), tuple(xs), reverse=True)
+            dh_news3 = ops.concatenate([dh_news, dh_news, dh_news], axis=-1)
+            d_projected = dh_news3 * input_factors
+            d_recurrent = dh_news3 * recurrent_factors
+            h_in = h_prev * recurrent_mask if has_dropout else h_prev
+            grads = [d_projected, dh0, _flat_matmul_transposed(h_in, d_recurrent)]
+            if has_bias:
+                grads.append(ops.sum(d_recurrent, axis=(0, 1)))
+            grads += [ops.zeros_like(mask)] if has_mask else []
+            grads += [ops.zeros_like(recurrent_mask)] if has_dropout else []
+            return grads
+
+        return hs, grad
+
+    return [kernel(*tensors)]
+
+
+def gru_reset_before_sequence(projected, h0, recurrent_kernel, mask=None, recurrent_mask=None):
+    """GRU over a sequence, Cho et al. 2014 (`reset_after=False`; gate order z, r, h).
+
+    h~ = tanh(x_h + (r * h) U_h); h_new = z * h + (1 - z) * h~. Returns `[hs]`.
+    """
+    has_mask = mask is not None
+    has_dropout = recurrent_mask is not None
+    tensors = [projected, h0, recurrent_kernel]
+    tensors += [mask] if has_mask else []
+    tensors += [recurrent_mask] if has_dropout else []
+
+    @ops.custom_gradient
+    def kernel(*args):
+        projected, h0, recurrent_kernel = args[:3]
+        mask = args[3] if has_mask else None
+        recurrent_mask = args[-1] if has_dropout else None
+        units = ops.shape(h0)[1]
+        kernel_zr = recurrent_kernel[:, : 2 * units]
+        kernel_h = recurrent_kernel[:, 2 * units :]
+
+        def step(carry, inputs):
+            h, _ = carry
+            x_t = inputs[0] if has_mask else inputs
+            h_in = h * recurrent_mask if has_dropout else h
+            x_z, x_r, x_h = ops.split(x_t, 3, axis=-1)
+            r_z, r_r = ops.split(ops.matmul(h_in, kernel_zr), 2, axis=-1)
+            z = ops.sigmoid(x_z + r_z)
+            r = ops.sigmoid(x_r + r_r)
+            candidate = ops.tanh(x_h + ops.matmul(r * h_in, kernel_h))
+            h_new = candidate + z * (h - candidate)
+            if has_mask:
+                h_new = _keep_masked(h_new, h, inputs[1])
+            saved = ops.concatenate([z, r, candidate], axis=-1)
+            return (h_new, saved), (h_new, saved)
+
+        xs = (projected, mask) if has_mask else projected
+        _, (hs, saved) = ops.scan(step, (h0, ops.zeros_like(projected[0])), xs)
+
+        def grad(*upstream):
+            d_hs = _zeros_if_none(upstream[0], hs)
+            z, r, candidate = ops.split(saved, 3, axis=-1)
+            h_prev = _previous(hs, h0)
+            h_in = h_prev * recurrent_mask if has_dropout else h_prev
+            d_candidate_pre = (1.0 - z) * (1.0 - candidate * candidate)
+            d_z_pre = (h_prev - candidate) * z * (1.0 - z)
+            transposed_zr = ops.transpose(kernel_zr)
+            transposed_h = ops.transpose(kernel_h)
+
+            def back_step(carry, inputs):
+                dh_next, _ = carry
+                dh = inputs[0] + dh_next
+                dh_new = dh * inputs[6] if has_mask else dh
+                d_candidate = dh_new * inputs[1]
+                d_reset_h = ops.matmul(d_candidate, transposed_h)  # gradient of r * h_in
+                d_r = d_reset_h * inputs[5] * inputs[3] * (1.0 - inputs[3])
+                d_zr = ops.concatenate([dh_new * inputs[2], d_r], axis=-1)
+                dh_in = ops.matmul(d_zr, transposed_zr) + d_reset_h * inputs[3]
+                if has_dropout:
+                    dh_in = dh_in * recurrent_mask
+                dh_prev = dh_in + dh_new * inputs[4]
+                if has_mask:
+                    dh_prev = dh_prev + (dh - dh_new)
+                return (dh_prev, dh_new), (d_r, dh_new)
+
+            xs = [d_hs, d_candidate_pre, d_z_pre, r, z, h_in] + ([mask] if has_mask else [])
+            (dh0, _), (d_rs, dh_news) = ops.scan(
+                back_step, (ops.zeros_like(h0), ops.zeros_like(h0)), tuple(xs), reverse=True
+            )
+            d_zs = dh_news * d_z_pre
+            d_candidates = dh_news * d_candidate_pre
+            d_projected = ops.concatenate([d_zs, d_rs, d_candidates], axis=-1)
+            d_kernel = ops.concatenate(
+                [
+                    _flat_matmul_transposed(h_in, ops.concatenate([d_zs, d_rs], axis=-1)),
+                    _flat_matmul_transposed(r * h_in, d_candidates),
+                ],
+                axis=-1,
+            )
+            grads = [d_projected, dh0, d_kernel]
+            grads += [ops.zeros_like(mask)] if has_mask else []
+            grads += [ops.zeros_like(recurrent_mask)] if has_dropout else []
+            return grads
+
+        return hs, grad
+
+    return [kernel(*tensors)]
+
+
+def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recurrent_mask=None):
+    """Elman network over a sequence: h_new = act(x W + b + h U).
+
+    `activation` is a name in ACTIVATION_DERIVATIVES. Returns `[hs]`.
+    """
+    derivative = ACTIVATION_DERIVATIVES[activation]
+    activation_fn = {"tanh": ops.tanh, "sigmoid": ops.sigmoid, "relu": ops.relu}.get(
+        activation, lambda a: a
+    )
+    has_mask = mask is not None
+    has_dropout = recurrent_mask is not None
+    tensors = [projected, h0, recurrent_kernel]
+    tensors += [mask] if has_mask else []
+    tensors += [recurrent_mask] if has_dropout else []
+
+    @ops.custom_gradient
+    def kernel(*args):
+        projected, h0, recurrent_kernel = args[:3]
+        mask = args[3] if has_mask else None
+        recurrent_mask = args[-1] if has_dropout else None
+
+        def step(carry, inputs):
+            h, _ = carry
+            x_t = inputs[0] if has_mask else inputs
+            h_in = h * recurrent_mask if has_dropout else h
+            fresh = activation_fn(x_t + ops.matmul(h_in, recurrent_kernel))
+            h_new = _keep_masked(fresh, h, inputs[1]) if has_mask else fresh
+            return (h_new, fresh), (h_new, fresh)
+
+        xs = (projected, mask) if has_mask else projected
+        _, (hs, fresh) = ops.scan(step, (h0, h0), xs)
+
+        def grad(*upstream):
+            d_hs = _zeros_if_none(upstream[0], hs)
+            slopes = derivative(fresh)
+            transposed_kernel = ops.transpose(recurrent_kernel)
+
+            def back_step(carry, inputs):
+                (dh_next,) = carry
+                dh = inputs[0] + dh_next
+                dh_new = dh * inputs[2] if has_mask else dh
+                d_pre = dh_new * inputs[1]
+                dh_prev = ops.matmul(d_pre, transposed_kernel)
+                if has_dropout:
+                    dh_prev = dh_prev * recurrent_mask
+                if has_mask:
+                    dh_prev = dh_prev + (dh - dh_new)
+                return (dh_prev,), (d_pre,)
+
+            xs = [d_hs, slopes] + ([mask] if has_mask else [])
+            (dh0,), (d_projected,) = ops.scan(
+                back_step, (ops.zeros_like(h0),), tuple(xs), reverse=True
+            )
+            h_prev = _previous(hs, h0)
+            if has_dropout:
+                h_prev = h_prev * recurrent_mask
+            grads = [d_projected, dh0, _flat_matmul_transposed(h_prev, d_projected)]
+            grads += [ops.zeros_like(mask)] if has_mask else []
+            grads += [ops.zeros_like(recurrent_mask)] if has_dropout else []
+            return grads
+
+        return hs, grad
+
+    return [kernel(*tensors)]

@@ -1,0 +1,317 @@
+"""The fast sequence layer: input projection hoisted out of the time loop."""
+
+import keras
+from keras import ops
+
+from rnn_keras.cells import RecurrentCell, make_cell
+
+
+def _as_list(states):
+    return list(states) if isinstance(states, (list, tuple)) else [states]
+
+
+def _state_sizes(cell):
+    return _as_list(cell.state_size)
+
+
+@keras.saving.register_keras_serializable(package="rnn_keras")
+class Recurrent(keras.layers.Layer):
+    """Runs a recurrent cell over a sequence, the input projection hoisted.
+
+    Same options and call signature as `keras.layers.RNN`. For rnn_keras
+    cells, x_t W (+ b) for all time steps is one matrix product before the
+    loop, so the loop only computes h_{t-1} U, as cuDNN and PyTorch do; the
+    standard LSTM, GRU and Elman cells also run a hand-written backward pass
+    (see `rnn_keras.kernels`). Dropout masks are drawn once per call
+    (variational dropout, Gal & Ghahramani 2016). Any other Keras cell runs
+    step by step, as in `keras.layers.RNN`.
+
+    Args:
+        cell: an rnn_keras cell, any Keras-contract cell, or a list of cells
+            (stacked with `keras.layers.StackedRNNCells`).
+        return_sequences: return the whole output sequence, not only the last.
+        return_state: also return the final states.
+        go_backwards: process the sequence backwards and return the reversed
+            sequence.
+        stateful: carry the last states of batch i into batch i of the next
+            call (needs a fixed batch size; `reset_state()` clears them).
+        zero_output_for_mask: output zeros at masked steps instead of the
+            previous output.
+
+    Call arguments:
+        sequences: `(batch, time, features)`.
+        initial_state: list of `(batch, state)` tensors, or None for zeros.
+        mask: `(batch, time)` boolean, True for real steps; right-padded.
+        training: whether dropout is active.
+
+    Returns:
+        `(batch, time, units)` if `return_sequences`, else `(batch, units)`;
+        followed by the final states if `return_state`.
+
+    Example:
+
+    >>> layer = rnn_keras.Recurrent(rnn_keras.LSTMCell(64), return_sequences=True)
+    >>> keras.layers.Bidirectional(layer)(np.zeros((8, 20, 16), "float32")).shape
+    (8, 20, 128)
+    """
+
+    def __init__(
+        self,
+        cell,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        zero_output_for_mask=False,
+        **kwargs,
+    ):
+        if isinstance(cell, (list, tuple)):
+            cell = keras.layers.StackedRNNCells(cell)
+        if not hasattr(cell, "state_size") or not hasattr(cell, "call"):
+            raise ValueError(
+                f"Argument `cell` must be a recurrent cell with `state_size`. Received: cell={cell!r}"
+            )
+        super().__init__(**kwargs)
+        self.cell = cell
+        self.return_sequences = return_sequences
+        self.return_state = return_state
+        self.go_backwards = go_backwards
+        self.stateful = stateful
+        self.zero_output_for_mask = zero_output_for_mask
+        self.supports_masking = True
+        self.input_spec = keras.layers.InputSpec(min_ndim=3)
+        self.states = None
+
+    @property
+    def hoists_inputs(self):
+        return isinstance(self.cell, RecurrentCell)
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        step_shape = (sequences_shape[0],) + tuple(sequences_shape[2:])
+        if not self.cell.built:
+            self.cell.build(step_shape)
+        if self.stateful:
+            batch_size = sequences_shape[0]
+            if batch_size is None:
+                raise ValueError(
+                    "A stateful layer needs a fixed batch size: give the Input a `batch_size`."
+                )
+            self.states = [
+                self.add_weight(
+                    name=f"state_{index}",
+                    shape=(batch_size, size),
+                    initializer="zeros",
+                    trainable=False,
+                )
+                for index, size in enumerate(_state_sizes(self.cell))
+            ]
+
+    def reset_state(self):
+        if self.states is not None:
+            for state in self.states:
+                state.assign(ops.zeros_like(state))
+
+    def reset_states(self):
+        self.reset_state()
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        output_size = self.cell.output_size
+        if self.return_sequences:
+            output_shape = (sequences_shape[0], sequences_shape[1], output_size)
+        else:
+            output_shape = (sequences_shape[0], output_size)
+        if not self.return_state:
+            return output_shape
+        states = [(sequences_shape[0], size) for size in _state_sizes(self.cell)]
+        return [output_shape, *states]
+
+    def compute_mask(self, _, mask=None):
+        mask = keras.tree.flatten(mask)[0] if mask is not None else None
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None for _ in _state_sizes(self.cell)]
+        return output_mask
+
+    def get_initial_state(self, batch_size):
+        if hasattr(self.cell, "get_initial_state"):
+            return _as_list(self.cell.get_initial_state(batch_size=batch_size))
+        return [
+            ops.zeros((batch_size, size), dtype=self.compute_dtype)
+            for size in _state_sizes(self.cell)
+        ]
+
+    def step(self, inputs, states):
+        """One time step for streaming inference: `(batch, features)` -> `(output, new_states)`.
+
+        State in, state out, no dropout: what an exported streaming model calls.
+        """
+        output, new_states = self.cell(inputs, _as_list(states), training=False)
+        return output, _as_list(new_states)
+
+    def _dropout_masks(self, sequences, states, training):
+        cell = self.cell
+        if not self.hoists_inputs or not training:
+            return None, None
+        input_mask = recurrent_mask = None
+        if cell.dropout > 0:
+            input_mask = keras.random.dropout(
+                ops.ones_like(sequences[:, 0, :]), cell.dropout, seed=cell.seed_generator
+            )
+        if cell.recurrent_dropout > 0:
+            recurrent_mask = keras.random.dropout(
+                ops.ones_like(states[0]), cell.recurrent_dropout, seed=cell.seed_generator
+            )
+        return input_mask, recurrent_mask
+
+    def _generic_loop(self, inputs, states, mask, recurrent_mask, training):
+        """Step-by-step loop for any cell; returns (outputs, final states), time-major."""
+        cell = self.cell
+        flat_states = keras.tree.flatten(states)
+
+        def call_cell(x_t, flat):
+            packed = keras.tree.pack_sequence_as(states, flat)
+            if self.hoists_inputs:
+                output, new = cell.recurrent_step(x_t, packed, recurrent_mask)
+            else:
+                output, new = cell(x_t, packed, training=training)
+            return output, keras.tree.flatten(new)
+
+        batch_size = ops.shape(inputs)[1]
+        previous_output = ops.zeros((batch_size, cell.output_size), dtype=inputs.dtype)
+
+        def step(carry, xs):
+            *flat, output_before = carry
+            x_t = xs[0] if mask is not None else xs
+            output, new_flat = call_cell(x_t, flat)
+            if mask is not None:
+                m_t = xs[1]
+                new_flat = [old + m_t * (new - old) for new, old in zip(new_flat, flat)]
+                fallback = ops.zeros_like(output) if self.zero_output_for_mask else output_before
+                output = fallback + m_t * (output - fallback)
+            carry = (*new_flat, output)
+            return carry, carry
+
+        xs = (inputs, mask) if mask is not None else inputs
+        final, sequences = ops.scan(step, (*flat_states, previous_output), xs)
+        final_states = keras.tree.pack_sequence_as(states, list(final[:-1]))
+        return sequences[-1], _as_list(final_states)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        batch_size = ops.shape(sequences)[0]
+        if initial_state is None:
+            initial_state = self.states if self.stateful else self.get_initial_state(batch_size)
+        states = [
+            ops.convert_to_tensor(state, dtype=self.compute_dtype)
+            for state in _as_list(initial_state)
+        ]
+        input_mask, recurrent_mask = self._dropout_masks(sequences, states, training)
+        if input_mask is not None:
+            # One mask per sequence: applying it before the projection is exact.
+            sequences = sequences * ops.expand_dims(input_mask, 1)
+        inputs = self.cell.project_inputs(sequences) if self.hoists_inputs else sequences
+        inputs = ops.transpose(inputs, (1, 0, 2))
+        if mask is not None:
+            mask = keras.tree.flatten(mask)[0]
+            mask = ops.expand_dims(ops.transpose(ops.cast(mask, inputs.dtype)), -1)
+        if self.go_backwards:
+            inputs = ops.flip(inputs, axis=0)
+            mask = ops.flip(mask, axis=0) if mask is not None else None
+
+        fused = None
+        if self.hoists_inputs:
+            fused = self.cell.fused_sequence(inputs, states, mask, recurrent_mask, training)
+        if fused is not None:
+            outputs = fused[0]
+            final_states = [sequence[-1] for sequence in fused]
+            if mask is not None:
+                # The fused cells output their first state, which holds over
+                # masked steps; Keras outputs zeros before the first real step.
+                if self.zero_output_for_mask:
+                    outputs = outputs * mask
+                else:
+                    outputs = outputs * ops.cast(ops.cumsum(mask, axis=0) > 0, outputs.dtype)
+        else:
+            outputs, final_states = self._generic_loop(
+                inputs, states, mask, recurrent_mask, training
+            )
+        last_output = outputs[-1]
+        if self.stateful:
+            for variable, value in zip(self.states, keras.tree.flatten(final_states)):
+                variable.assign(ops.cast(value, variable.dtype))
+        output = ops.transpose(outputs, (1, 0, 2)) if self.return_sequences else last_output
+        if self.return_state:
+            return output, *final_states
+        return output
+
+    def get_config(self):
+        config = {
+            "cell": keras.saving.serialize_keras_object(self.cell),
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
+            "zero_output_for_mask": self.zero_output_for_mask,
+        }
+        return {**super().get_config(), **config}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["cell"] = keras.saving.deserialize_keras_object(
+            config["cell"], custom_objects=custom_objects
+        )
+        return cls(**config)
+
+
+def recurrent_layers(
+    kind="lstm",
+    units=128,
+    num_layers=1,
+    bidirectional=False,
+    return_sequences=False,
+    name=None,
+    **cell_kwargs,
+):
+    """A stack of `Recurrent` layers, one cell each; all but the last return sequences.
+
+    Stacking layers (rather than cells in one loop) lets every layer hoist its
+    input projection over the whole sequence. Apply the layers in order;
+    Keras propagates the mask between them.
+
+    Args:
+        kind: "elman", "jordan", "lstm" or "gru".
+        units: units per layer (per direction when bidirectional).
+        num_layers: positive number of stacked layers.
+        bidirectional: wrap each layer in `keras.layers.Bidirectional`
+            (outputs concatenated).
+        return_sequences: whether the last layer returns sequences.
+        name: optional prefix of the layer names.
+        **cell_kwargs: passed to every cell (e.g. `dropout`, `reset_after`).
+
+    Returns:
+        A list of `num_layers` layers.
+
+    Example:
+
+    >>> tokens = keras.Input((None,), dtype="int32")
+    >>> x = keras.layers.Embedding(1000, 32, mask_zero=True)(tokens)
+    >>> for layer in rnn_keras.recurrent_layers("gru", 64, num_layers=2, bidirectional=True):
+    ...     x = layer(x)
+    """
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+        raise ValueError(
+            f"Argument `num_layers` must be a positive integer. Received: num_layers={num_layers!r}"
+        )
+    layers = []
+    for index in range(num_layers):
+        sequences = return_sequences or index < num_layers - 1
+        layer_name = f"{name}_{index}" if name else None
+        layer = Recurrent(
+            make_cell(kind, units, **cell_kwargs),
+            return_sequences=sequences,
+            name=None if bidirectional else layer_name,
+        )
+        if bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=layer_name)
+        layers.append(layer)
+    return layers
