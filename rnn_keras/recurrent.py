@@ -185,7 +185,7 @@ class Recurrent(keras.layers.Layer):
             output, new_flat = call_cell(x_t, flat)
             if mask is not None:
                 m_t = xs[1]
-                new_flat = [old + m_t * (new - old) for new, old in zip(new_flat, flat)]
+                new_flat = [old + m_t * (new - old) for new, old in zip(new_flat, flat, strict=True)]
                 fallback = ops.zeros_like(output) if self.zero_output_for_mask else output_before
                 output = fallback + m_t * (output - fallback)
             carry = (*new_flat, output)
@@ -236,7 +236,7 @@ class Recurrent(keras.layers.Layer):
             )
         last_output = outputs[-1]
         if self.stateful:
-            for variable, value in zip(self.states, keras.tree.flatten(final_states)):
+            for variable, value in zip(self.states, keras.tree.flatten(final_states), strict=True):
                 variable.assign(ops.cast(value, variable.dtype))
         output = ops.transpose(outputs, (1, 0, 2)) if self.return_sequences else last_output
         if self.return_state:
