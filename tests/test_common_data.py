@@ -156,8 +156,11 @@ def test_carve_validation_is_seeded_disjoint_and_complete(tmp_path):
     _, different, _ = data.carve_validation(dataset, 0.25, seed=8)
     assert texts(same) == texts(validation)
     assert texts(different) != texts(validation)
-    with pytest.raises(ValueError, match="leaves an empty train or validation split"):
-        data.carve_validation(dataset, 0.001, seed=7)
+    _, one, note = data.carve_validation(dataset, 0.001, seed=7)
+    assert int(one.cardinality()) == 1 and len(texts(one)) == 1
+    assert note == "validation: 0.1% of train (1 of 40 examples) carved with seed 7"
+    with pytest.raises(ValueError, match="cannot carve validation_fraction 0 of 40 examples"):
+        data.carve_validation(dataset, 0, seed=7)
 
     limited, sizes = data.limit_examples({"train": train, "validation": validation}, 4, notes := [])
     assert sizes == {"train": 4, "validation": 4}

@@ -436,12 +436,13 @@ def carve_validation(
         `"validation: 10% of train (2,500 of 25,000 examples) carved with seed 1234"`.
     """
     total = num_examples if num_examples is not None else known_size(dataset)
-    count = int(round(total * fraction))
-    if not 0 < fraction < 1 or not 0 < count < total:
+    if not 0 < fraction < 1 or total < 2:
         raise ValueError(
-            f"validation_fraction {fraction} of {total} examples leaves an empty train or "
-            "validation split; choose a fraction in (0, 1) or provide a validation split"
+            f"cannot carve validation_fraction {fraction} of {total} examples; choose a "
+            "fraction in (0, 1), provide more examples or a validation split"
         )
+    # At least one example each side, so that tiny smoke-test datasets still have both.
+    count = min(total - 1, max(1, int(round(total * fraction))))
     chosen = np.zeros(total, dtype=bool)
     chosen[np.random.default_rng(seed).permutation(total)[:count]] = True
     in_validation = tf.constant(chosen)
@@ -454,7 +455,7 @@ def carve_validation(
         return selected.apply(tf.data.experimental.assert_cardinality(size))
 
     note = (
-        f"validation: {fraction:.0%} of train ({count:,} of {total:,} examples) "
+        f"validation: {fraction * 100:g}% of train ({count:,} of {total:,} examples) "
         f"carved with seed {seed}"
     )
     return part(False, total - count), part(True, count), note
