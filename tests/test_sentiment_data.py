@@ -273,6 +273,8 @@ def test_catalog_names_are_told_from_paths(tmp_path):
     assert not data.is_catalog_name("reviews.csv")
     assert not data.is_catalog_name("../shared/data/sst2")
     assert not data.is_catalog_name(str(tmp_path))
+    with pytest.raises(ValueError, match="'mydata/train' is neither an existing file or dir"):
+        load(SentimentDataConfig(source="mydata/train", data_dir=str(tmp_path)))
 
 
 @pytest.mark.parametrize(

@@ -159,11 +159,19 @@ def load_catalog_builder(
         probe: `probe(urls) -> bool`, default `network_available` (tests substitute their own).
 
     Raises:
+        ValueError: `name` is not in the tfds catalog.
         CatalogUnavailableError: not prepared and none of `download_urls` answers; raised
             within `PROBE_TIMEOUT_SECONDS` instead of after tfds' minutes of retries.
     """
     data_dir = resolve_data_dir(data_dir)
-    builder = tfds.builder(name, data_dir=data_dir)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.DatasetNotFoundError as error:
+        first_line = str(error).splitlines()[0]
+        raise ValueError(
+            f"data source {name!r} is neither an existing file or directory nor a tfds "
+            f"catalog dataset ({first_line})"
+        ) from None
     if builder.is_prepared():
         return builder
     probe = probe or network_available  # Looked up per call so tests can monkeypatch it.
