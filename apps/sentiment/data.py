@@ -352,8 +352,9 @@ def _pick_column(path: Path, header: list[str], wanted: str, candidates, role: s
         if name in header:
             return name
     raise DataError(
-        path, 1, f"no {role} among {', '.join(candidates)}; set data.{role} to one of: "
-        f"{', '.join(header)}"
+        path,
+        1,
+        f"no {role} among {', '.join(candidates)}; set data.{role} to one of: {', '.join(header)}",
     )
 
 
