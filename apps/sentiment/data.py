@@ -56,6 +56,7 @@ from apps.common.data import (
 )
 
 FORMATS = ("auto", "csv", "tsv", "folders")
+STRIP_HTML = ("auto", "true", "false")
 BUILDER_NAME = "sentiment_files"
 BINARY_CLASS_NAMES = ["negative", "positive"]
 # Common spellings of the two sentiment classes in files and folder names.
@@ -88,12 +89,13 @@ class SentimentDataConfig:
     """
 
     source: str = "imdb_reviews"
-    format: str = "auto"
+    # "choices" metadata lets the config loader reject a bad value while parsing overrides.
+    format: str = dataclasses.field(default="auto", metadata={"choices": FORMATS})
     text_column: str = ""
     label_column: str = ""
     encoding: str = "utf-8"
     label_names: list[str] = dataclasses.field(default_factory=list)
-    strip_html: str = "auto"
+    strip_html: str = dataclasses.field(default="auto", metadata={"choices": STRIP_HTML})
     validation_fraction: float = 0.1
     seed: int = 1234
     data_dir: str = ""
