@@ -1,0 +1,365 @@
+"""Tests of rnn_keras.Recurrent: gradients, Bidirectional, stacking, state, dropout, streaming."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import rnn_keras  # noqa: E402
+from tests.reference_cells import (  # noqa: E402
+    VARIANTS,
+    copy_weights_by_name,
+    get_weight,
+    make_cell,
+    make_keras_twin_layer,
+    random_states,
+    randomize_weights,
+    right_padded_mask,
+)
+
+BATCH, TIME, FEATURES, UNITS = 4, 6, 3, 5
+LENGTHS = [6, 4, 1, 5]
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def make_inputs(seed, batch=BATCH, time=TIME, features=FEATURES, lengths=LENGTHS):
+    rng = np.random.default_rng(seed)
+    sequences = rng.standard_normal((batch, time, features)).astype("float32")
+    return rng, sequences, right_padded_mask(lengths, time)
+
+
+def as_list(states):
+    return list(states) if isinstance(states, list | tuple) else [states]
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def gradients(layer, cell, sequences, mask, projections):
+    """d(loss)/d(inputs) and d(loss)/d(weight) by name, loss = random projection of outputs."""
+    inputs = tf.constant(sequences)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs, *states = layer(inputs, mask=mask)
+        loss = tf.reduce_sum(outputs * projections[0])
+        for state, projection in zip(states, projections[1:], strict=True):
+            loss += tf.reduce_sum(state * projection)
+    names = ("kernel", "recurrent_kernel", "bias")
+    variables = [inputs] + [get_weight(cell, name).value for name in names]
+    values = tape.gradient(loss, variables)
+    return dict(zip(("inputs",) + names, values, strict=True))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("variant", ["elman", "lstm", "gru", "gru_reset_before"])
+def test_gradients_through_50_steps_match_keras_builtin(variant, masked):
+    time = 50
+    rng, sequences, mask = make_inputs(10, batch=3, lengths=[50, 31, 7], time=time)
+    mask = mask if masked else None
+    options = {"return_sequences": True, "return_state": True}
+    # zero_output_for_mask=False: padded steps repeat the last output, as keras.layers.LSTM.
+    cell = make_cell(variant, UNITS)
+    layer = rnn_keras.Recurrent(cell, zero_output_for_mask=False, **options)
+    layer(sequences)
+    randomize_weights(cell, rng, scale=0.4)
+    keras_layer = make_keras_twin_layer(variant, UNITS, **options)
+    keras_layer(sequences)
+    copy_weights_by_name(cell, keras_layer.cell)
+    state_count = 2 if VARIANTS[variant][0] == "lstm" else 1
+    projections = [rng.standard_normal((3, time, UNITS)).astype("float32")]
+    projections += [rng.standard_normal((3, UNITS)).astype("float32")] * state_count
+
+    ours = gradients(layer, cell, sequences, mask, projections)
+    expected = gradients(keras_layer, keras_layer.cell, sequences, mask, projections)
+    for name, value in expected.items():
+        assert ours[name] is not None, f"no gradient for {name}"
+        scale = float(np.max(np.abs(value)))
+        np.testing.assert_allclose(ours[name], value, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+
+
+@pytest.fixture
+def float64():
+    """float64 everywhere (the global dtype policy, cached once any layer exists, and floatx)."""
+    previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(previous_floatx)
+        keras.config.set_dtype_policy(previous_policy)
+
+
+@pytest.mark.parametrize("variant", ["jordan", "lstm_peephole", "lstm_layer_norm", "elman"])
+def test_gradients_match_central_finite_differences(variant, float64):
+    """Directional derivatives along random directions, one per weight, in float64."""
+    rng = np.random.default_rng(11)
+    sequences = rng.standard_normal((2, 4, 2))
+    mask = right_padded_mask([4, 2], 4)
+    cell = make_cell(variant, 3)
+    layer = rnn_keras.Recurrent(cell, return_sequences=True, return_state=True)
+    layer(sequences)
+    randomize_weights(cell, rng)
+    assert all(v.dtype == "float64" for v in cell.weights), [v.dtype for v in cell.weights]
+    initial = random_states(rng, variant, 2, 3, dtype="float64")
+    outputs, *states = layer(sequences, initial_state=initial, mask=mask)
+    projections = [rng.standard_normal(np.shape(t)) for t in [outputs, *states]]
+
+    def loss(inputs):
+        outputs, *states = layer(inputs, initial_state=initial, mask=mask)
+        return sum(
+            tf.reduce_sum(tf.cast(t, tf.float64) * p)
+            for t, p in zip([outputs, *states], projections, strict=True)
+        )
+
+    inputs = tf.constant(sequences)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        value = loss(inputs)
+    analytic = tape.gradient(value, [inputs] + [v.value for v in cell.trainable_weights])
+    epsilon = 1e-6
+    direction = rng.standard_normal(sequences.shape)
+    numeric = (loss(sequences + epsilon * direction) - loss(sequences - epsilon * direction)) / (
+        2 * epsilon
+    )
+    np.testing.assert_allclose(np.sum(analytic[0] * direction), numeric, rtol=1e-6, atol=1e-8)
+    for variable, gradient in zip(cell.trainable_weights, analytic[1:], strict=True):
+        assert gradient is not None, f"no gradient for {variable.path}"
+        original = variable.numpy()
+        direction = rng.standard_normal(original.shape)
+        variable.assign(original + epsilon * direction)
+        plus = float(loss(sequences))
+        variable.assign(original - epsilon * direction)
+        minus = float(loss(sequences))
+        variable.assign(original)
+        numeric = (plus - minus) / (2 * epsilon)
+        np.testing.assert_allclose(
+            np.sum(np.asarray(gradient) * direction),
+            numeric,
+            rtol=1e-6,
+            atol=1e-8,
+            err_msg=variable.path,
+        )
+
+
+# ----------------------------------------------------------------- Bidirectional, stacking
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("variant", ["lstm", "gru"])
+def test_bidirectional_matches_keras_builtin(variant, return_sequences, masked):
+    rng, sequences, mask = make_inputs(20)
+    mask = mask if masked else None
+    options = {"return_sequences": return_sequences, "return_state": True}
+    ours = keras.layers.Bidirectional(rnn_keras.Recurrent(make_cell(variant, UNITS), **options))
+    theirs = keras.layers.Bidirectional(make_keras_twin_layer(variant, UNITS, **options))
+    ours(sequences)
+    theirs(sequences)
+    for direction in ("forward_layer", "backward_layer"):
+        randomize_weights(getattr(ours, direction).cell, rng)
+        copy_weights_by_name(getattr(ours, direction).cell, getattr(theirs, direction).cell)
+    actual = ours(sequences, mask=mask)
+    expected = theirs(sequences, mask=mask)
+    assert len(actual) == len(expected)
+    for index, (value, reference) in enumerate(zip(actual, expected, strict=True)):
+        np.testing.assert_allclose(value, reference, err_msg=f"output {index}", **TOLERANCE)
+
+
+def functional(layers, masked):
+    inputs = keras.Input((TIME, FEATURES))
+    hidden = keras.layers.Masking(0.0)(inputs) if masked else inputs
+    for layer in layers:
+        hidden = layer(hidden)
+    return keras.Model(inputs, hidden)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("variant", ["lstm", "gru"])
+def test_recurrent_layers_stack_matches_keras_builtin(variant, bidirectional):
+    rng, sequences, mask = make_inputs(21)
+    sequences = np.where(mask[:, :, None], sequences, 0.0).astype("float32")
+    kind = VARIANTS[variant][0]
+    layers = rnn_keras.recurrent_layers(
+        kind, units=UNITS, num_layers=2, bidirectional=bidirectional, **VARIANTS[variant][1]
+    )
+    assert len(layers) == 2
+    twins = [
+        make_keras_twin_layer(variant, UNITS, return_sequences=True),
+        make_keras_twin_layer(variant, UNITS),
+    ]
+    if bidirectional:
+        twins = [keras.layers.Bidirectional(twin) for twin in twins]
+    ours, theirs = functional(layers, masked=True), functional(twins, masked=True)
+    pairs = []
+    for layer, twin in zip(layers, twins, strict=True):
+        if bidirectional:
+            pairs += [(layer.forward_layer.cell, twin.forward_layer.cell)]
+            pairs += [(layer.backward_layer.cell, twin.backward_layer.cell)]
+        else:
+            pairs += [(layer.cell, twin.cell)]
+    for cell, twin_cell in pairs:
+        randomize_weights(cell, rng)
+        copy_weights_by_name(cell, twin_cell)
+    np.testing.assert_allclose(ours(sequences), theirs(sequences), **TOLERANCE)
+
+
+@pytest.mark.parametrize("wrapper", ["keras_rnn", "recurrent"])
+def test_stacked_rnn_cells_of_our_cells_match_stacked_keras_layers(wrapper):
+    rng, sequences, mask = make_inputs(22)
+    cells = [make_cell("lstm", UNITS), make_cell("gru", UNITS)]
+    stacked = keras.layers.StackedRNNCells(cells)
+    layer_class = keras.layers.RNN if wrapper == "keras_rnn" else rnn_keras.Recurrent
+    layer = layer_class(stacked, return_sequences=True)
+    layer(sequences)
+    twins = [
+        make_keras_twin_layer("lstm", UNITS, return_sequences=True),
+        make_keras_twin_layer("gru", UNITS, return_sequences=True),
+    ]
+    twins[1](twins[0](sequences))
+    for cell, twin in zip(cells, twins, strict=True):
+        randomize_weights(cell, rng)
+        copy_weights_by_name(cell, twin.cell)
+    expected = twins[1](twins[0](sequences, mask=mask), mask=mask)
+    actual = layer(sequences, mask=mask)
+    keep = mask[:, :, None] if wrapper == "recurrent" else True  # zero_output_for_mask default
+    np.testing.assert_allclose(actual, np.where(keep, expected, 0.0), **TOLERANCE)
+
+
+# ----------------------------------------------------------------- stateful, streaming step
+
+
+@pytest.mark.parametrize("variant", ["elman", "jordan", "lstm", "gru"])
+def test_stateful_carries_state_across_calls_and_reset_clears_it(variant):
+    rng, sequences, _ = make_inputs(30, time=2 * TIME)
+    first, second = sequences[:, :TIME], sequences[:, TIME:]
+    cell = make_cell(variant, UNITS)
+    stateful = rnn_keras.Recurrent(cell, return_sequences=True, stateful=True)
+    whole = rnn_keras.Recurrent(cell, return_sequences=True)
+    whole(sequences)
+    randomize_weights(cell, rng)
+    expected = np.asarray(whole(sequences))
+    np.testing.assert_allclose(stateful(first), expected[:, :TIME], **TOLERANCE)
+    np.testing.assert_allclose(stateful(second), expected[:, TIME:], **TOLERANCE)
+    stateful.reset_states()
+    np.testing.assert_allclose(stateful(second), whole(second), **TOLERANCE)
+    stateful.reset_state()
+    np.testing.assert_allclose(stateful(first), expected[:, :TIME], **TOLERANCE)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_step_iterated_over_time_equals_the_sequence_output(variant):
+    """Streaming inference: `step` one frame at a time gives the full-sequence outputs."""
+    rng, sequences, _ = make_inputs(31)
+    cell = make_cell(variant, UNITS)
+    layer = rnn_keras.Recurrent(cell, return_sequences=True, return_state=True)
+    layer(sequences)
+    randomize_weights(cell, rng)
+    initial = random_states(rng, variant, BATCH, UNITS)
+    outputs, *final_states = layer(sequences, initial_state=initial)
+    states = list(initial)
+    for t in range(TIME):
+        output, states = layer.step(sequences[:, t], states)
+        states = as_list(states)
+        np.testing.assert_allclose(output, outputs[:, t], err_msg=f"step {t}", **TOLERANCE)
+    for state, expected in zip(states, final_states, strict=True):
+        np.testing.assert_allclose(state, expected, **TOLERANCE)
+
+
+# ------------------------------------------------------------------------------- dropout
+
+
+def make_memoryless(cell, variant):
+    """Zeroes the recurrence (and saturates forget / update gates) so h_t depends on x_t only."""
+    kind = VARIANTS[variant][0]
+    units = cell.units
+    get_weight(cell, "recurrent_kernel").assign(
+        np.zeros(get_weight(cell, "recurrent_kernel").shape)
+    )
+    bias = get_weight(cell, "bias")
+    value = np.array(bias.numpy())
+    if kind == "lstm":
+        value[units : 2 * units] = -30.0  # forget gate closed: c_t = i * g only
+        for name in VARIANTS[variant][2]:
+            if name.endswith("_peephole"):
+                get_weight(cell, name).assign(np.zeros(units))
+    elif kind == "gru":
+        if value.ndim == 2:
+            value[0, :units] = -30.0  # update gate z = 0: h_t = candidate(x_t)
+        else:
+            value[:units] = -30.0
+    bias.assign(value)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_input_dropout_mask_is_the_same_at_every_step_and_differs_between_sequences(variant):
+    batch = 8
+    rng = np.random.default_rng(40)
+    frame = rng.standard_normal((1, 1, 5)).astype("float32")
+    sequences = np.tile(frame, (batch, TIME, 1))  # every row and every step the same input
+    cell = make_cell(variant, UNITS, dropout=0.5, seed=7)
+    layer = rnn_keras.Recurrent(cell, return_sequences=True)
+    clean = np.asarray(layer(sequences, training=False))
+    randomize_weights(cell, rng)
+    make_memoryless(cell, variant)
+    clean = np.asarray(layer(sequences, training=False))
+    np.testing.assert_allclose(clean, np.broadcast_to(clean[:1, :1], clean.shape), atol=1e-6)
+    dropped = np.asarray(layer(sequences, training=True))
+    assert not np.allclose(dropped, clean, atol=1e-4), "dropout changed nothing in training"
+    # Variational: one mask per sequence, so every step of a row gives the same output.
+    np.testing.assert_allclose(dropped, np.broadcast_to(dropped[:, :1], dropped.shape), atol=1e-6)
+    distinct_rows = {tuple(np.round(row, 4)) for row in dropped[:, 0]}
+    assert len(distinct_rows) >= 3, f"masks hardly differ between sequences: {distinct_rows}"
+    again = np.asarray(layer(sequences, training=True))
+    assert not np.allclose(again, dropped), "the same masks were drawn for two batches"
+
+
+@pytest.mark.parametrize("variant", ["elman", "jordan"])
+def test_recurrent_dropout_mask_is_the_same_at_every_step(variant):
+    """Identity recurrence, linear activations: h_t = h_0 * (m / (1 - p))^t for a fixed m."""
+    batch, units, rate = 8, 5, 0.5
+    options = {"activation": "linear", "recurrent_dropout": rate, "seed": 3}
+    if variant == "jordan":
+        cell = rnn_keras.JordanCell(units, output_units=units, **options)
+    else:
+        cell = rnn_keras.ElmanCell(units, **options)
+    layer = rnn_keras.Recurrent(cell, return_sequences=True)
+    sequences = np.zeros((batch, TIME, 3), "float32")
+    initial = [np.ones((batch, units), "float32")]
+    layer(sequences, initial_state=initial)
+    for variable in cell.weights:
+        variable.assign(np.zeros(variable.shape))
+    get_weight(cell, "recurrent_kernel").assign(np.eye(units))
+    if variant == "jordan":
+        get_weight(cell, "output_kernel").assign(np.eye(units))
+    np.testing.assert_allclose(layer(sequences, initial_state=initial), 1.0)
+    outputs = np.asarray(layer(sequences, initial_state=initial, training=True))
+    kept = outputs[:, 0] != 0
+    assert 0 < kept.sum() < kept.size, "recurrent dropout dropped nothing or everything"
+    for t in range(TIME):
+        expected = np.where(kept, (1.0 / (1.0 - rate)) ** (t + 1), 0.0)
+        np.testing.assert_allclose(outputs[:, t], expected, rtol=1e-5, err_msg=f"step {t}")
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_dropout_does_nothing_at_inference(variant):
+    rng, sequences, mask = make_inputs(41)
+    with_dropout = make_cell(variant, UNITS, dropout=0.4, recurrent_dropout=0.3, seed=1)
+    without = make_cell(variant, UNITS)
+    layer = rnn_keras.Recurrent(with_dropout, return_sequences=True)
+    reference = rnn_keras.Recurrent(without, return_sequences=True)
+    layer(sequences)
+    reference(sequences)
+    randomize_weights(with_dropout, rng)
+    without.set_weights(with_dropout.get_weights())
+    expected = np.asarray(reference(sequences, mask=mask))
+    np.testing.assert_allclose(layer(sequences, mask=mask), expected, **TOLERANCE)
+    np.testing.assert_allclose(layer(sequences, mask=mask, training=False), expected, **TOLERANCE)
+    model = keras.Sequential([keras.Input((TIME, FEATURES)), layer])
+    np.testing.assert_allclose(model.predict(sequences, verbose=0), reference(sequences), atol=1e-5)
+    trained = np.asarray(layer(sequences, mask=mask, training=True))
+    assert not np.allclose(trained, expected, atol=1e-4), "dropout inactive in training"
