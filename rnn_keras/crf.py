@@ -17,11 +17,6 @@ def _prepare(potentials, mask):
     return potentials, ops.cast(mask, "bool")
 
 
-def _time_major_rest(potentials, mask):
-    """Steps 1..T-1 as time-major scan inputs."""
-    return ops.transpose(potentials[:, 1:], (1, 0, 2)), ops.transpose(mask[:, 1:], (1, 0))
-
-
 def crf_sequence_score(potentials, tags, mask, transitions, start_transitions, end_transitions):
     """Unnormalised score of `tags` `(batch, time)`; returns `(batch,)`."""
     potentials, mask = _prepare(potentials, mask)
@@ -42,15 +37,15 @@ def crf_sequence_score(potentials, tags, mask, transitions, start_transitions, e
 def crf_log_norm(potentials, mask, transitions, start_transitions, end_transitions):
     """Log partition function by the forward algorithm in log space; returns `(batch,)`."""
     potentials, mask = _prepare(potentials, mask)
-    alpha = start_transitions + potentials[:, 0]
 
-    def step(alpha, inputs):
-        emission, keep = inputs
+    # keras.ops.fori_loop rather than scan: scan cannot trace an unknown length on TensorFlow.
+    def step(t, alpha):
+        emission = ops.take(potentials, t, axis=1)
         candidate = ops.logsumexp(alpha[:, :, None] + transitions[None], axis=1) + emission
-        alpha = ops.where(keep[:, None], candidate, alpha)
-        return alpha, alpha
+        return ops.where(ops.take(mask, t, axis=1)[:, None], candidate, alpha)
 
-    alpha, _ = ops.scan(step, alpha, _time_major_rest(potentials, mask))
+    alpha = start_transitions + potentials[:, 0]
+    alpha = ops.fori_loop(1, ops.shape(potentials)[1], step, alpha)
     lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
     return ops.where(lengths > 0, ops.logsumexp(alpha + end_transitions, axis=1), 0.0)
 
@@ -65,33 +60,34 @@ def crf_log_likelihood(potentials, tags, mask, transitions, start_transitions, e
 def crf_decode(potentials, mask, transitions, start_transitions, end_transitions):
     """Viterbi decoding; returns (tags `(batch, time)` int32, zero at padding; best scores `(batch,)`)."""
     potentials, mask = _prepare(potentials, mask)
-    num_tags = ops.shape(transitions)[0]
+    num_tags, time = ops.shape(transitions)[0], ops.shape(potentials)[1]
     identity = ops.arange(num_tags, dtype="int32")[None]
-    alpha = start_transitions + potentials[:, 0]
-    pointers = ops.zeros_like(alpha, dtype="int32") + identity
+    positions = ops.arange(time)[None]
 
-    def forward(carry, inputs):
-        alpha, _ = carry
-        emission, keep = inputs
+    def forward(t, carry):
+        alpha, pointers = carry
+        keep = ops.take(mask, t, axis=1)[:, None]
         scores = alpha[:, :, None] + transitions[None]
-        best = ops.cast(ops.argmax(scores, axis=1), "int32")
-        alpha = ops.where(keep[:, None], ops.max(scores, axis=1) + emission, alpha)
+        alpha = ops.where(keep, ops.max(scores, axis=1) + ops.take(potentials, t, axis=1), alpha)
         # Padded steps point every tag to itself, so backtracking passes them unchanged.
-        best = ops.where(keep[:, None], best, identity)
-        return (alpha, best), (alpha, best)
+        best = ops.where(keep, ops.cast(ops.argmax(scores, axis=1), "int32"), identity)
+        pointers = ops.where((positions == t)[..., None], best[:, None], pointers)
+        return alpha, pointers
 
-    (alpha, _), (_, pointers) = ops.scan(
-        forward, (alpha, pointers), _time_major_rest(potentials, mask)
-    )
+    alpha = start_transitions + potentials[:, 0]
+    pointers = ops.zeros(ops.shape(potentials), "int32")
+    alpha, pointers = ops.fori_loop(1, time, forward, (alpha, pointers))
     final = alpha + end_transitions
     last = ops.cast(ops.argmax(final, axis=1), "int32")
 
-    def backward(tag, step_pointers):
-        previous = ops.take_along_axis(step_pointers, tag[:, None], axis=1)[:, 0]
-        return previous, previous
+    def backward(step, carry):
+        tag, tags = carry
+        t = time - 1 - step
+        tag = ops.take_along_axis(ops.take(pointers, t, axis=1), tag[:, None], axis=1)[:, 0]
+        return tag, ops.where(positions == t - 1, tag[:, None], tags)
 
-    _, earlier = ops.scan(backward, last, pointers, reverse=True)
-    tags = ops.concatenate([ops.transpose(earlier, (1, 0)), last[:, None]], axis=1)
+    tags = ops.where(positions == time - 1, last[:, None], ops.zeros_like(positions))
+    _, tags = ops.fori_loop(0, time - 1, backward, (last, tags))
     lengths = ops.sum(ops.cast(mask, "int32"), axis=1)
     tags = ops.where(mask, tags, 0)
     return tags, ops.where(lengths > 0, ops.max(final, axis=1), 0.0)

@@ -31,6 +31,38 @@ def _scan_collect(step, carry, outputs, xs=None, length=None):
     return final_carry, stacked
 
 
+def _time_loop(step, carry, outputs, time):
+    """Runs `step(t, carry, previous_outputs) -> (carry, outputs)` for t < `time`.
+
+    Returns the final carry and the outputs stacked on axis 1, `(batch, time, ...)`.
+    `time` may be unknown while tracing: `keras.ops.scan` cannot trace that on
+    TensorFlow (its static-shape check fails on a None length), so this loop
+    writes each step into preallocated buffers inside `keras.ops.fori_loop`.
+    """
+    positions = ops.arange(time)
+    buffers = tuple(
+        ops.zeros((ops.shape(output)[0], time, *ops.shape(output)[1:]), output.dtype)
+        for output in outputs
+    )
+
+    def body(t, state):
+        carry, previous_outputs, buffers = state
+        carry, new_outputs = step(t, carry, previous_outputs)
+        here = positions == t
+        buffers = tuple(
+            ops.where(
+                ops.reshape(here, (1, -1) + (1,) * (len(output.shape) - 1)),
+                ops.expand_dims(output, 1),
+                buffer,
+            )
+            for output, buffer in zip(new_outputs, buffers, strict=True)
+        )
+        return carry, tuple(new_outputs), buffers
+
+    carry, _, buffers = ops.fori_loop(0, time, body, (carry, tuple(outputs), buffers))
+    return carry, buffers
+
+
 def _as_list(states):
     return list(states) if isinstance(states, (list, tuple)) else [states]
 
@@ -231,47 +263,44 @@ class AttentionDecoder(keras.layers.Layer):
         return_alignments=False,
     ):
         inputs = ops.cast(inputs, "int32")
-        batch_size = ops.shape(inputs)[0]
+        batch_size, time = ops.shape(inputs)[0], ops.shape(inputs)[1]
         carry = self.initial_carry(batch_size, initial_state, memory.dtype)
         keys = self.prepare_memory(memory)
         outputs = (
             ops.zeros((batch_size, self.vocab_size), memory.dtype),
             ops.zeros((batch_size, ops.shape(memory)[1]), memory.dtype),
         )
-        tokens = ops.transpose(inputs, (1, 0))
-        scheduled = training and self.sampling_probability is not None
+        if not (training and self.sampling_probability is not None):
+            embedded = self.embedding(inputs)
 
-        if not scheduled:
-
-            def step(carry, previous_outputs, embedded):
+            def step(t, carry, previous_outputs):
                 logits, carry, weights = self.step_embedded(
-                    embedded, carry, memory, keys, memory_mask, training
+                    ops.take(embedded, t, axis=1), carry, memory, keys, memory_mask, training
                 )
                 return carry, (logits, weights)
 
-            xs = self.embedding(tokens)
         else:
             # Bengio et al. 2015: with probability p feed a token sampled from the
             # previous step's logits. Noise is drawn outside the loop (Gumbel-max).
-            time = ops.shape(tokens)[0]
-            coins = keras.random.uniform((time, batch_size))
-            first_step = ops.expand_dims(ops.arange(time) == 0, 1)
+            coins = keras.random.uniform((batch_size, time))
+            first_step = ops.expand_dims(ops.arange(time) == 0, 0)
             use_sample = ops.logical_and(coins < self.sampling_probability, ~first_step)
-            uniform = keras.random.uniform((time, batch_size, self.vocab_size), 1e-7, 1.0)
-            xs = (tokens, use_sample, -ops.log(-ops.log(uniform)))
+            uniform = keras.random.uniform((batch_size, time, self.vocab_size), 1e-7, 1.0)
+            gumbel = -ops.log(-ops.log(uniform))
 
-            def step(carry, previous_outputs, x):
-                truth, use, gumbel = x
-                sampled = ops.argmax(previous_outputs[0] + gumbel, axis=-1)
-                chosen = ops.where(use, ops.cast(sampled, "int32"), truth)
+            def step(t, carry, previous_outputs):
+                sampled = ops.argmax(previous_outputs[0] + ops.take(gumbel, t, axis=1), axis=-1)
+                chosen = ops.where(
+                    ops.take(use_sample, t, axis=1),
+                    ops.cast(sampled, "int32"),
+                    ops.take(inputs, t, axis=1),
+                )
                 logits, carry, weights = self.step(
                     chosen, carry, memory, keys, memory_mask, training
                 )
                 return carry, (logits, weights)
 
-        _, (logits, weights) = _scan_collect(step, carry, outputs, xs=xs)
-        logits = ops.transpose(logits, (1, 0, 2))
-        weights = ops.transpose(weights, (1, 0, 2))
+        _, (logits, weights) = _time_loop(step, carry, outputs, time)
         return (logits, weights) if return_alignments else logits
 
     def compute_output_spec(self, inputs, memory, return_alignments=False, **kwargs):

@@ -14,6 +14,17 @@ Each kernel returns the per-step state sequences, `(time, batch, units)`.
 
 from keras import ops
 
+# Iterations the TensorFlow loop may run ahead (`tf.while_loop`'s
+# parallel_iterations): lets the writes of step t overlap the product of step
+# t + 1, as Keras's own RNN loop does.
+LOOP_PARALLELISM = 32
+
+
+def scan(step, initial, inputs, reverse=False):
+    """`keras.ops.scan` with the loop parallelism above."""
+    return ops.scan(step, initial, inputs, reverse=reverse, unroll=LOOP_PARALLELISM)
+
+
 # Derivative of an activation written in terms of its output y = act(a).
 ACTIVATION_DERIVATIVES = {
     "tanh": lambda y: 1.0 - y * y,
@@ -74,7 +85,7 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask
             return (h_new, c_new, gates), (h_new, c_new, gates)
 
         xs = (projected, mask) if has_mask else projected
-        _, (hs, cs, gates) = ops.scan(step, (h0, c0, ops.zeros_like(projected[0])), xs)
+        _, (hs, cs, gates) = scan(step, (h0, c0, ops.zeros_like(projected[0])), xs)
         return hs, cs, gates
 
     @ops.custom_gradient
@@ -124,7 +135,7 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask
                 return (dh_prev, dc_prev), (dh_new, dc_new)
 
             xs = [d_hs, d_cs, dc_from_dh, gate_factors, f] + ([mask] if has_mask else [])
-            (dh0, dc0), (dh_news, dc_news) = ops.scan(
+            (dh0, dc0), (dh_news, dc_news) = scan(
                 back_step, (ops.zeros_like(h0), ops.zeros_like(c0)), tuple(xs), reverse=True
             )
             d_projected = (
@@ -188,7 +199,7 @@ def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, rec
 
         xs = (projected, mask) if has_mask else projected
         initial_saved = ops.zeros((ops.shape(h0)[0], 4 * ops.shape(h0)[1]), dtype=h0.dtype)
-        _, (hs, saved) = ops.scan(step, (h0, initial_saved), xs)
+        _, (hs, saved) = scan(step, (h0, initial_saved), xs)
 
         def grad(*upstream):
             d_hs = _zeros_if_none(upstream[0], hs)
@@ -215,7 +226,7 @@ def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, rec
                 return (dh_prev,), (dh_new,)
 
             xs = [d_hs, recurrent_factors, z] + ([mask] if has_mask else [])
-            (dh0,), (dh_news,) = ops.scan(back_step, (ops.zeros_like(h0),), tuple(xs), reverse=True)
+            (dh0,), (dh_news,) = scan(back_step, (ops.zeros_like(h0),), tuple(xs), reverse=True)
             dh_news3 = ops.concatenate([dh_news, dh_news, dh_news], axis=-1)
             d_projected = dh_news3 * input_factors
             d_recurrent = dh_news3 * recurrent_factors
@@ -268,7 +279,7 @@ def gru_reset_before_sequence(projected, h0, recurrent_kernel, mask=None, recurr
             return (h_new, saved), (h_new, saved)
 
         xs = (projected, mask) if has_mask else projected
-        _, (hs, saved) = ops.scan(step, (h0, ops.zeros_like(projected[0])), xs)
+        _, (hs, saved) = scan(step, (h0, ops.zeros_like(projected[0])), xs)
 
         def grad(*upstream):
             d_hs = _zeros_if_none(upstream[0], hs)
@@ -297,7 +308,7 @@ def gru_reset_before_sequence(projected, h0, recurrent_kernel, mask=None, recurr
                 return (dh_prev, dh_new), (d_r, dh_new)
 
             xs = [d_hs, d_candidate_pre, d_z_pre, r, z, h_in] + ([mask] if has_mask else [])
-            (dh0, _), (d_rs, dh_news) = ops.scan(
+            (dh0, _), (d_rs, dh_news) = scan(
                 back_step, (ops.zeros_like(h0), ops.zeros_like(h0)), tuple(xs), reverse=True
             )
             d_zs = dh_news * d_z_pre
@@ -350,7 +361,7 @@ def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recur
             return (h_new, fresh), (h_new, fresh)
 
         xs = (projected, mask) if has_mask else projected
-        _, (hs, fresh) = ops.scan(step, (h0, h0), xs)
+        _, (hs, fresh) = scan(step, (h0, h0), xs)
 
         def grad(*upstream):
             d_hs = _zeros_if_none(upstream[0], hs)
@@ -370,9 +381,7 @@ def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recur
                 return (dh_prev,), (d_pre,)
 
             xs = [d_hs, slopes] + ([mask] if has_mask else [])
-            (dh0,), (d_projected,) = ops.scan(
-                back_step, (ops.zeros_like(h0),), tuple(xs), reverse=True
-            )
+            (dh0,), (d_projected,) = scan(back_step, (ops.zeros_like(h0),), tuple(xs), reverse=True)
             h_prev = _previous(hs, h0)
             if has_dropout:
                 h_prev = h_prev * recurrent_mask

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from rnn_keras.cells import RecurrentCell, make_cell
+from rnn_keras.kernels import scan
 
 
 def _as_list(states):
@@ -185,14 +186,16 @@ class Recurrent(keras.layers.Layer):
             output, new_flat = call_cell(x_t, flat)
             if mask is not None:
                 m_t = xs[1]
-                new_flat = [old + m_t * (new - old) for new, old in zip(new_flat, flat, strict=True)]
+                new_flat = [
+                    old + m_t * (new - old) for new, old in zip(new_flat, flat, strict=True)
+                ]
                 fallback = ops.zeros_like(output) if self.zero_output_for_mask else output_before
                 output = fallback + m_t * (output - fallback)
             carry = (*new_flat, output)
             return carry, carry
 
         xs = (inputs, mask) if mask is not None else inputs
-        final, sequences = ops.scan(step, (*flat_states, previous_output), xs)
+        final, sequences = scan(step, (*flat_states, previous_output), xs)
         final_states = keras.tree.pack_sequence_as(states, list(final[:-1]))
         return sequences[-1], _as_list(final_states)
 
@@ -218,7 +221,9 @@ class Recurrent(keras.layers.Layer):
             mask = ops.flip(mask, axis=0) if mask is not None else None
 
         fused = None
-        if self.hoists_inputs:
+        if self.hoists_inputs and training:
+            # The fused kernels save what their backward pass needs; without
+            # training the plain loop below does less work.
             fused = self.cell.fused_sequence(inputs, states, mask, recurrent_mask, training)
         if fused is not None:
             outputs = fused[0]
