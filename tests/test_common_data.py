@@ -8,6 +8,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from apps.common import data  # noqa: E402
@@ -166,6 +167,24 @@ def test_carve_validation_is_seeded_disjoint_and_complete(tmp_path):
     assert sizes == {"train": 4, "validation": 4}
     assert texts(limited["train"]) == texts(train)[:4]
     assert notes == ["max_examples: each split limited to its first 4 examples"]
+
+
+def test_carve_validation_of_variable_length_examples_matches_fixed_shape_carve():
+    numbers = tf.data.Dataset.range(30)
+    fixed = numbers.map(lambda index: {"id": index})
+    ragged = numbers.map(lambda index: {"id": index, "tokens": tf.range(index)})
+    assert ragged.element_spec["tokens"].shape.as_list() == [None]
+
+    def ids(dataset):
+        return [int(example["id"]) for example in tfds.as_numpy(dataset)]
+
+    fixed_train, fixed_validation, _ = data.carve_validation(fixed, 0.2, seed=3)
+    ragged_train, ragged_validation, _ = data.carve_validation(ragged, 0.2, seed=3)
+    assert ids(ragged_train) == ids(fixed_train) and len(ids(fixed_train)) == 24
+    assert ids(ragged_validation) == ids(fixed_validation) and len(ids(fixed_validation)) == 6
+    assert all(
+        len(example["tokens"]) == example["id"] for example in tfds.as_numpy(ragged_validation)
+    )
 
 
 class RnnKerasUnitCatalog(tfds.core.GeneratorBasedBuilder):

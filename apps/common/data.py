@@ -179,8 +179,8 @@ def load_catalog_builder(
         alternative = f" Read the same data from local files instead, e.g. {local_alternative}."
         raise CatalogUnavailableError(
             f"tfds catalog dataset '{name}' is not prepared in {data_dir} and cannot be "
-            f"downloaded: no answer from {', '.join(download_urls)} within "
-            f"{PROBE_TIMEOUT_SECONDS:g} s (offline?).{alternative if local_alternative else ''} "
+            f"downloaded: none of {', '.join(download_urls)} answered (probe limit "
+            f"{PROBE_TIMEOUT_SECONDS:g} s; offline?).{alternative if local_alternative else ''} "
             f"Or prepare it on a machine with internet and copy {builder.data_dir} here."
         )
     builder.download_and_prepare()
@@ -453,13 +453,22 @@ def carve_validation(
     count = min(total - 1, max(1, int(round(total * fraction))))
     chosen = np.zeros(total, dtype=bool)
     chosen[np.random.default_rng(seed).permutation(total)[:count]] = True
-    in_validation = tf.constant(chosen)
+    tagged = tf.data.Dataset.zip((dataset, tf.data.Dataset.from_tensor_slices(chosen)))
+    shapes = [spec.shape for spec in tf.nest.flatten(dataset.element_spec)]
+    # A filter calls a function per example, five times slower here than masking batches;
+    # batches need fixed shapes, so variable-length examples (token lists) use the filter.
+    batchable = all(shape.is_fully_defined() for shape in shapes)
 
     def part(wanted: bool, size: int) -> tf.data.Dataset:
-        selected = dataset.enumerate().filter(
-            lambda index, _: tf.equal(tf.gather(in_validation, index), wanted)
-        )
-        selected = selected.map(lambda _, example: example)
+        def select(examples, in_validation):
+            keep = in_validation if wanted else tf.logical_not(in_validation)
+            return tf.nest.map_structure(lambda tensor: tf.boolean_mask(tensor, keep), examples)
+
+        if batchable:
+            selected = tagged.batch(1024).map(select).unbatch()
+        else:
+            selected = tagged.filter(lambda _, in_validation: in_validation == wanted)
+            selected = selected.map(lambda example, _: example)
         return selected.apply(tf.data.experimental.assert_cardinality(size))
 
     note = (
