@@ -1,0 +1,276 @@
+"""Training runs: `model.fit` with the callbacks people expect, written into one run directory.
+
+A run directory holds:
+
+    config.json        the resolved config (a valid --config file)
+    data_info.json     what the model needs from the data (vocabulary, class names)
+    checkpoints/best.keras   the best model by the app's objective (val_accuracy)
+    backup/            BackupAndRestore state; present only while a run is unfinished
+    history.csv        one row per epoch (CSVLogger)
+    logs/              TensorBoard logs
+    training_curves.png
+    metrics.json       validation metrics of the best checkpoint, epochs, wall time
+
+Restarting a killed run with the same command resumes from its last finished epoch:
+BackupAndRestore restores weights, optimizer state and the epoch counter, the history CSV
+is appended to and the best checkpoint keeps the best score seen before the kill.
+"""
+
+import csv
+import json
+import math
+import os
+import signal
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from apps.common import config as config_lib
+from apps.common import plots
+
+BEST_MODEL = os.path.join("checkpoints", "best.keras")
+DATA_INFO = "data_info.json"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+# Fault injection for tests and drills: kill the process (SIGKILL, no cleanup) at the end
+# of this 1-based epoch, exactly like an out-of-memory kill or a pre-empted machine.
+CRASH_AFTER_EPOCH_VARIABLE = "RNN_KERAS_CRASH_AFTER_EPOCH"
+# Lengths (in words) at which batches are cut when bucketing by length.
+BUCKET_BOUNDARIES = [8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 400, 512, 768]
+
+
+def make_optimizer(train_config):
+    """Adam with the configured learning rate and optional clipping by global norm."""
+    return keras.optimizers.Adam(
+        learning_rate=train_config.learning_rate, clipnorm=train_config.clipnorm
+    )
+
+
+def make_batches(app, config, dataset, training):
+    """Maps examples to `(inputs, targets)`, shuffles (training only) and batches.
+
+    With `train.bucket_by_length`, examples of similar length share a batch, so a
+    recurrent layer runs fewer padded steps; batch order stays random in training.
+    """
+    train_config = config.train
+    # Cached in memory: later epochs skip reading and carving the tfds records again.
+    dataset = dataset.map(app.to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    if training and train_config.shuffle_buffer > 1:
+        dataset = dataset.shuffle(train_config.shuffle_buffer, seed=config.seed)
+    if train_config.bucket_by_length and app.example_length is not None:
+        batches = _bucketed_batch_count(app, dataset, train_config.batch_size)
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda inputs, targets: app.example_length(inputs),
+            bucket_boundaries=BUCKET_BOUNDARIES,
+            bucket_batch_sizes=[train_config.batch_size] * (len(BUCKET_BOUNDARIES) + 1),
+        )
+        if training:
+            dataset = dataset.shuffle(64, seed=config.seed)
+        # Known, so progress bars show the epoch's length from the first epoch on.
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    else:
+        dataset = dataset.batch(train_config.batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _bucketed_batch_count(app, dataset, batch_size):
+    """Batches per epoch of `bucket_by_sequence_length`: the same in every shuffled order.
+
+    Each bucket emits ceil(examples in it / batch_size) batches whatever the order.
+    """
+    lengths = np.fromiter(
+        dataset.map(lambda inputs, targets: app.example_length(inputs)).as_numpy_iterator(),
+        dtype=np.int64,
+    )
+    buckets = np.searchsorted(BUCKET_BOUNDARIES, lengths, side="right")
+    counts = np.bincount(buckets, minlength=len(BUCKET_BOUNDARIES) + 1)
+    return int(np.sum(-(-counts // batch_size)))
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def write_json(value, path):
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
+def read_history(run_dir):
+    """The history CSV as a list of dicts of floats (empty when there is none)."""
+    path = os.path.join(run_dir, HISTORY)
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [
+            {key: float(value) for key, value in row.items() if value not in ("", None)}
+            for row in csv.DictReader(handle)
+        ]
+
+
+class CrashAfterEpoch(keras.callbacks.Callback):
+    """Kills the process with SIGKILL at the end of a 1-based epoch (tests of resuming)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            print(f"{CRASH_AFTER_EPOCH_VARIABLE}={self.epoch}: killing the run", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _check_run_dir(run_dir, config, resuming):
+    path = os.path.join(run_dir, config_lib.CONFIG_FILENAME)
+    if resuming and os.path.exists(path):
+        saved = read_json(path)
+        if saved != config_lib.config_to_dict(config):
+            raise SystemExit(
+                f"{run_dir} holds an unfinished run with a different config ({path}); "
+                "restart it with the same command or choose another --run-dir"
+            )
+
+
+def _callbacks(app, config, run_dir, resuming):
+    mode = app.objective_direction
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        os.path.join(run_dir, BEST_MODEL), monitor=app.objective, mode=mode, save_best_only=True
+    )
+    history = read_history(run_dir) if resuming else []
+    scores = [row[app.objective] for row in history if app.objective in row]
+    if scores:
+        # A resumed run must not replace the best checkpoint with a worse epoch.
+        checkpoint.best = max(scores) if mode == "max" else min(scores)
+    callbacks = [
+        # First, so that its backup is on disk before anything else can fail this epoch.
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), double_checkpoint=True),
+        checkpoint,
+        keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY), append=resuming),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
+        keras.callbacks.EarlyStopping(
+            monitor=app.objective, mode=mode, patience=config.train.early_stopping_patience
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    crash_epoch = os.environ.get(CRASH_AFTER_EPOCH_VARIABLE)
+    if crash_epoch:
+        callbacks.append(CrashAfterEpoch(int(crash_epoch)))
+    return callbacks
+
+
+def load_splits(app, config):
+    """Loads the data, prints its notes and checks the train and validation splits exist."""
+    loaded = app.load_data(config)
+    for note in getattr(loaded, "notes", []) or []:
+        print(f"data: {note}")
+    for split in ("train", "validation"):
+        if split not in loaded.splits:
+            raise SystemExit(f"the data has no {split!r} split (splits: {sorted(loaded.splits)})")
+    return loaded
+
+
+def train(app, config, run_dir):
+    """Trains `app` with `config` into `run_dir`; returns the metrics dict."""
+    started = time.time()
+    os.makedirs(run_dir, exist_ok=True)
+    resuming = os.path.isdir(os.path.join(run_dir, "backup"))
+    _check_run_dir(run_dir, config, resuming)
+    config_lib.save_config(config, os.path.join(run_dir, config_lib.CONFIG_FILENAME))
+    keras.utils.set_random_seed(config.seed)
+    print(f"run directory: {run_dir}" + (" (resuming an unfinished run)" if resuming else ""))
+
+    loaded = load_splits(app, config)
+    data_info_path = os.path.join(run_dir, DATA_INFO)
+    if resuming and os.path.exists(data_info_path):
+        # The vocabulary must be exactly the one the backed-up weights were trained with.
+        data_info = read_json(data_info_path)
+    else:
+        data_info = app.describe_data(config, loaded)
+        write_json(data_info, data_info_path)
+    model = app.build_model(config, data_info)
+    model.summary()
+    train_batches = make_batches(app, config, loaded.splits["train"], training=True)
+    validation_batches = make_batches(app, config, loaded.splits["validation"], training=False)
+    fit_history = model.fit(
+        train_batches,
+        validation_data=validation_batches,
+        epochs=config.train.epochs,
+        steps_per_epoch=config.train.steps_per_epoch,
+        shuffle=False,  # make_batches shuffles; fit cannot shuffle a tf.data pipeline.
+        callbacks=_callbacks(app, config, run_dir, resuming),
+    )
+    history = read_history(run_dir)
+    losses = fit_history.history.get("loss", [])
+    terminated_on_nan = any(not math.isfinite(loss) for loss in losses)
+    plots.plot_training_curves(history, os.path.join(run_dir, "training_curves.png"))
+
+    best_path = os.path.join(run_dir, BEST_MODEL)
+    if not os.path.exists(best_path):
+        raise SystemExit(f"training produced no checkpoint in {best_path} (loss was not finite?)")
+    best_model = keras.saving.load_model(best_path)
+    evaluation = best_model.evaluate(validation_batches, return_dict=True, verbose=0)
+    metrics = {
+        "validation": {key: float(value) for key, value in evaluation.items()},
+        "epochs_completed": len(history),
+        "best_epoch": _best_epoch(app, history),
+        "terminated_on_nan": terminated_on_nan,
+        "train_examples": _count(loaded.splits["train"]),
+        "validation_examples": _count(loaded.splits["validation"]),
+        # Time of this process only; a resumed run adds to the killed run's time.
+        "wall_time_seconds": round(time.time() - started, 1),
+    }
+    write_json(metrics, os.path.join(run_dir, METRICS))
+    print(f"validation metrics of the best checkpoint: {metrics['validation']}")
+    print(f"wrote {run_dir}/{{config.json,history.csv,training_curves.png,metrics.json}}")
+    return metrics
+
+
+def _best_epoch(app, history):
+    scored = [
+        (row[app.objective], row.get("epoch", i))
+        for i, row in enumerate(history)
+        if app.objective in row
+    ]
+    if not scored:
+        return None
+    pick = max if app.objective_direction == "max" else min
+    return int(pick(scored)[1]) + 1
+
+
+def _count(dataset):
+    count = int(dataset.cardinality())
+    if count < 0:
+        count = int(dataset.reduce(0, lambda total, _: total + 1))
+    return count
+
+
+def load_run(app, run_dir):
+    """The best model, config and data info of a finished run directory."""
+    best_path = os.path.join(run_dir, BEST_MODEL)
+    config_path = os.path.join(run_dir, config_lib.CONFIG_FILENAME)
+    for path in (config_path, best_path, os.path.join(run_dir, DATA_INFO)):
+        if not os.path.exists(path):
+            raise SystemExit(f"{run_dir} is not a finished run directory: {path} is missing")
+    config = config_lib.load_config_file(app.config_class, config_path)
+    model = keras.saving.load_model(best_path)
+    return model, config, read_json(os.path.join(run_dir, DATA_INFO))
+
+
+def latest_run(app, root="runs"):
+    """The most recently trained run directory under `runs/<app>/`, or None."""
+    base = os.path.join(root, app.name)
+    if not os.path.isdir(base):
+        return None
+    candidates = [
+        os.path.join(base, name)
+        for name in os.listdir(base)
+        if os.path.exists(os.path.join(base, name, BEST_MODEL))
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda path: os.path.getmtime(os.path.join(path, BEST_MODEL)))

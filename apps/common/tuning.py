@@ -1,0 +1,131 @@
+"""Hyperparameter search with keras-tuner over an app's declared search space.
+
+The app's `search_space(hp)` returns dotted config overrides, so a trial is a config:
+`ConfigHyperModel.build(hp)` applies them and calls the app's ordinary `build_model`,
+and the best trial is written as a complete config JSON that `train --config` accepts.
+The search directory is opened with `overwrite=False`: restarting the same command
+continues the search where it stopped (finished trials are kept, not repeated).
+"""
+
+import json
+import os
+
+import keras_tuner
+
+from apps.common import config as config_lib
+from apps.common import training
+
+BEST_CONFIG = "best_config.json"
+
+
+class ConfigHyperModel(keras_tuner.HyperModel):
+    """A keras-tuner HyperModel whose hyperparameters are config overrides.
+
+    Args:
+        app: the `App` whose `search_space` and `build_model` are used.
+        base_config: the config the overrides apply to.
+        data_info: what `build_model` needs from the data.
+    """
+
+    def __init__(self, app, base_config, data_info):
+        super().__init__(name=f"{app.name}_hypermodel", tunable=True)
+        self.app = app
+        self.base_config = base_config
+        self.data_info = data_info
+
+    def config_for(self, hp):
+        """The full config of one set of hyperparameter values."""
+        return config_lib.apply_overrides(self.base_config, self.app.search_space(hp))
+
+    def build(self, hp):
+        return self.app.build_model(self.config_for(hp), self.data_info)
+
+
+def make_tuner(hypermodel, app, tune_config, directory, seed):
+    """The keras-tuner `Tuner` named by `tune.tuner`, resumable in `directory`."""
+    objective = keras_tuner.Objective(app.objective, direction=app.objective_direction)
+    common = dict(
+        objective=objective,
+        directory=os.path.dirname(os.path.abspath(directory)),
+        project_name=os.path.basename(os.path.abspath(directory)),
+        overwrite=False,
+        seed=seed,
+    )
+    if tune_config.tuner == "random":
+        return keras_tuner.RandomSearch(hypermodel, max_trials=tune_config.max_trials, **common)
+    if tune_config.tuner == "bayesian":
+        return keras_tuner.BayesianOptimization(
+            hypermodel, max_trials=tune_config.max_trials, **common
+        )
+    return keras_tuner.Hyperband(
+        hypermodel, max_epochs=tune_config.epochs, factor=tune_config.factor, **common
+    )
+
+
+def summary_rows(tuner, app):
+    """One row per trial: id, status, objective score, hyperparameter values."""
+    rows = []
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        score = trial.score
+        rows.append(
+            {
+                "trial": trial_id,
+                "status": str(trial.status),
+                app.objective: None if score is None else float(score),
+                **trial.hyperparameters.values,
+            }
+        )
+    return rows
+
+
+def format_table(rows):
+    """Rows of dicts as an aligned text table (None shown as -)."""
+    if not rows:
+        return "(no trials)"
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+
+    def text(value):
+        if value is None:
+            return "-"
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    widths = {c: max(len(c), *(len(text(row.get(c))) for row in rows)) for c in columns}
+    lines = ["  ".join(f"{c:<{widths[c]}}" for c in columns)]
+    lines += ["  ".join(f"{text(row.get(c)):<{widths[c]}}" for c in columns) for row in rows]
+    return "\n".join(lines)
+
+
+def tune(app, config, directory):
+    """Runs (or continues) the search in `directory`; returns the path of the best config."""
+    tune_config = config.tune
+    os.makedirs(directory, exist_ok=True)
+    config_lib.save_config(config, os.path.join(directory, "base_config.json"))
+    loaded = training.load_splits(app, config)
+    data_info = app.describe_data(config, loaded)
+    hypermodel = ConfigHyperModel(app, config, data_info)
+    tuner = make_tuner(hypermodel, app, tune_config, directory, config.seed)
+    tuner.search_space_summary()
+    train_batches = training.make_batches(app, config, loaded.splits["train"], training=True)
+    validation_batches = training.make_batches(
+        app, config, loaded.splits["validation"], training=False
+    )
+    search_arguments = dict(validation_data=validation_batches, verbose=1)
+    if tune_config.tuner != "hyperband":
+        search_arguments["epochs"] = tune_config.epochs
+    if config.train.steps_per_epoch:
+        search_arguments["steps_per_epoch"] = config.train.steps_per_epoch
+    tuner.search(train_batches, **search_arguments)
+
+    rows = summary_rows(tuner, app)
+    print(format_table(rows))
+    best_trials = tuner.oracle.get_best_trials(num_trials=1)
+    if not best_trials:
+        raise SystemExit(f"no trial in {directory} finished with a score for {app.objective}")
+    best = best_trials[0]
+    best_config = hypermodel.config_for(best.hyperparameters)
+    path = config_lib.save_config(best_config, os.path.join(directory, BEST_CONFIG))
+    with open(os.path.join(directory, "trials.json"), "w", encoding="utf-8") as handle:
+        json.dump(rows, handle, indent=2)
+    print(f"best trial {best.trial_id}: {app.objective}={best.score:.4f}")
+    print(f"wrote {path}; train it with: --config {path}")
+    return path
