@@ -1,35 +1,21 @@
 """Sequence-to-sequence model: recurrent encoder plus attention decoder (Sutskever et al.
 2014; Bahdanau et al. 2014; Luong et al. 2015)."""
 
-import sys
-
 import keras
 from keras import ops
 
 from rnn_keras.attention import BahdanauAttention, LuongAttention
+from rnn_keras.cells import make_cell
 from rnn_keras.decoding import AttentionDecoder, beam_search, greedy_search, sampling_search
 
 ATTENTIONS = ("bahdanau", "luong", None)
-_KERAS_CELLS = {
-    "elman": keras.layers.SimpleRNNCell,
-    "lstm": keras.layers.LSTMCell,
-    "gru": keras.layers.GRUCell,
-}
-
-
-def make_cell(kind, units, **kwargs):
-    """A cell by name: `rnn_keras.make_cell` when the package provides it, else Keras's."""
-    factory = getattr(sys.modules.get("rnn_keras"), "make_cell", None)
-    if factory is not None:
-        return factory(kind, units, **kwargs)
-    if kind not in _KERAS_CELLS:
-        raise ValueError(f"Unknown cell kind {kind!r}; expected one of {sorted(_KERAS_CELLS)}.")
-    return _KERAS_CELLS[kind](units, **kwargs)
 
 
 def _sequence_layer(cell, **kwargs):
-    recurrent = getattr(sys.modules.get("rnn_keras"), "Recurrent", None)
-    return (recurrent or keras.layers.RNN)(cell, **kwargs)
+    # keras.layers.RNN (tf.while_loop over TensorArrays) traces with an unknown
+    # sequence length, which export needs; rnn_keras.Recurrent's keras.ops.scan
+    # loop does not trace that on TensorFlow (keras 3.15 scan fails on a None length).
+    return keras.layers.RNN(cell, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="rnn_keras")
@@ -45,7 +31,7 @@ class Seq2Seq(keras.Model):
         source_vocab_size, target_vocab_size: vocabulary sizes (id 0 is padding).
         embedding_dim: size of both embeddings.
         units: cell size of the encoder (per direction) and the decoder.
-        cell: "lstm", "gru" or "elman".
+        cell: a `rnn_keras.make_cell` kind: "lstm", "gru", "elman" or "jordan".
         encoder_layers: number of stacked encoder layers.
         bidirectional: bidirectional encoder.
         attention: "bahdanau", "luong" or None (no attention).
