@@ -41,11 +41,23 @@ def make_inputs(seed):
     return rng, sequences, right_padded_mask(LENGTHS, TIME)
 
 
+WRAPPERS = ["keras_rnn", "recurrent", "recurrent_training"]
+
+
 def wrap(cell, wrapper, **options):
-    """The sequence layer under test around `cell`."""
+    """The sequence layer under test around `cell`.
+
+    "recurrent_training" is rnn_keras.Recurrent called with training=True (no dropout here, so
+    the same numbers), which runs the fused kernels with hand-written backward passes.
+    Recurrent gets zero_output_for_mask=True explicitly (API.md's default, tested on its own).
+    """
     if wrapper == "keras_rnn":
         return keras.layers.RNN(cell, **options)
-    return rnn_keras.Recurrent(cell, **options)
+    return rnn_keras.Recurrent(cell, **{"zero_output_for_mask": True, **options})
+
+
+def call(layer, wrapper, sequences, **kwargs):
+    return layer(sequences, training=wrapper == "recurrent_training", **kwargs)
 
 
 def processed_mask(mask, go_backwards):
@@ -77,7 +89,7 @@ def test_reference_equations_match_keras_builtin(variant, go_backwards):
         np.testing.assert_allclose(state, expected, **TOLERANCE)
 
 
-@pytest.mark.parametrize("wrapper", ["keras_rnn", "recurrent"])
+@pytest.mark.parametrize("wrapper", WRAPPERS)
 @pytest.mark.parametrize(
     "masked,go_backwards", [(False, False), (False, True), (True, False), (True, True)]
 )
@@ -89,7 +101,8 @@ def test_matches_keras_builtin_layer(variant, masked, go_backwards, wrapper):
     initial = random_states(rng, variant, BATCH, UNITS) if masked else None
     cell = make_cell(variant, UNITS)
     layer = wrap(cell, wrapper, return_sequences=True, return_state=True, go_backwards=go_backwards)
-    last_layer = wrap(cell, wrapper, go_backwards=go_backwards)
+    # zero_output_for_mask=False here; the last output with True is tested on its own below.
+    last_layer = wrap(cell, wrapper, go_backwards=go_backwards, zero_output_for_mask=False)
     layer(sequences)
     randomize_weights(cell, rng)
     keras_layer = make_keras_twin_layer(
@@ -98,8 +111,8 @@ def test_matches_keras_builtin_layer(variant, masked, go_backwards, wrapper):
     keras_layer(sequences)
     copy_weights_by_name(cell, keras_layer.cell)
 
-    outputs, *states = layer(sequences, initial_state=initial, mask=mask)
-    last_output = last_layer(sequences, initial_state=initial, mask=mask)
+    outputs, *states = call(layer, wrapper, sequences, initial_state=initial, mask=mask)
+    last_output = call(last_layer, wrapper, sequences, initial_state=initial, mask=mask)
     expected_outputs, *expected_states = as_numpy_list(
         keras_layer(sequences, initial_state=initial, mask=mask)
     )
@@ -108,11 +121,34 @@ def test_matches_keras_builtin_layer(variant, masked, go_backwards, wrapper):
         np.testing.assert_allclose(state, expected, **TOLERANCE)
     # With a right-padded mask the last output is the last valid one, as keras.layers.LSTM.
     np.testing.assert_allclose(last_output, expected_outputs[:, -1], **TOLERANCE)
-    if wrapper == "recurrent" and mask is not None:
+    if wrapper != "keras_rnn" and mask is not None:
         # Recurrent defaults to zero_output_for_mask=True: padded steps give zeros.
         keep = processed_mask(mask, go_backwards)[:, :, None]
         expected_outputs = np.where(keep, expected_outputs, 0.0)
     np.testing.assert_allclose(outputs, expected_outputs, **TOLERANCE)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_last_output_of_a_padded_sequence_is_its_last_valid_output(zero_output_for_mask, training):
+    """return_sequences=False with a right-padded mask returns the output at the last real
+    step, as keras.layers.LSTM/GRU/SimpleRNN and Bidirectional do (never zeros): a classifier
+    over padded batches depends on it. (keras.layers.RNN(zero_output_for_mask=True) returns
+    zeros there; Keras's own recurrent layers default to False and Bidirectional forces
+    zero_output_for_mask=return_sequences to avoid exactly that.)"""
+    rng, sequences, mask = make_inputs(5)
+    cell = make_cell("lstm", UNITS)
+    layer = rnn_keras.Recurrent(cell, zero_output_for_mask=zero_output_for_mask)
+    layer(sequences)
+    randomize_weights(cell, rng)
+    keras_layer = make_keras_twin_layer("lstm", UNITS)
+    keras_layer(sequences)
+    copy_weights_by_name(cell, keras_layer.cell)
+    np.testing.assert_allclose(
+        layer(sequences, mask=mask, training=training),
+        keras_layer(sequences, mask=mask),
+        **TOLERANCE,
+    )
 
 
 @pytest.mark.parametrize(
@@ -121,6 +157,8 @@ def test_matches_keras_builtin_layer(variant, masked, go_backwards, wrapper):
         (False, False, "recurrent"),
         (True, False, "recurrent"),
         (True, True, "recurrent"),
+        (True, False, "recurrent_training"),
+        (True, True, "recurrent_training"),
         (True, False, "keras_rnn"),
         (True, True, "keras_rnn"),
     ],
@@ -136,7 +174,7 @@ def test_matches_numpy_equations(variant, masked, go_backwards, wrapper):
     layer(sequences)
     randomize_weights(cell, rng)
     initial = random_states(rng, variant, BATCH, UNITS)
-    outputs, *states = layer(sequences, initial_state=initial, mask=mask)
+    outputs, *states = call(layer, wrapper, sequences, initial_state=initial, mask=mask)
     expected_outputs, _, expected_states = reference_run(
         cell,
         variant,
@@ -144,23 +182,26 @@ def test_matches_numpy_equations(variant, masked, go_backwards, wrapper):
         initial,
         mask=mask,
         go_backwards=go_backwards,
-        zero_output_for_mask=wrapper == "recurrent",
+        zero_output_for_mask=wrapper != "keras_rnn",
     )
     np.testing.assert_allclose(outputs, expected_outputs, **TOLERANCE)
     for state, expected in zip(states, expected_states, strict=True):
         np.testing.assert_allclose(state, expected, **TOLERANCE)
 
 
-@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+@pytest.mark.parametrize(
+    "zero_output_for_mask,go_backwards,training",
+    [(False, False, True), (True, False, False), (True, True, True), (False, True, False)],
+)
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_recurrent_equals_keras_rnn_loop(variant, zero_output_for_mask):
+def test_recurrent_equals_keras_rnn_loop(variant, zero_output_for_mask, go_backwards, training):
     """The fast layer (input projection hoisted) equals keras.layers.RNN over the same cell."""
     rng, sequences, mask = make_inputs(4)
     cell = make_cell(variant, UNITS)
     options = {
         "return_sequences": True,
         "return_state": True,
-        "go_backwards": True,
+        "go_backwards": go_backwards,
         "zero_output_for_mask": zero_output_for_mask,
     }
     fast = rnn_keras.Recurrent(cell, **options)
@@ -169,12 +210,20 @@ def test_recurrent_equals_keras_rnn_loop(variant, zero_output_for_mask):
     plain(sequences)
     randomize_weights(cell, rng)
     initial = random_states(rng, variant, BATCH, UNITS)
-    for actual, expected in zip(
-        fast(sequences, initial_state=initial, mask=mask),
-        plain(sequences, initial_state=initial, mask=mask),
-        strict=True,
-    ):
+    kwargs = {"initial_state": initial, "mask": mask, "training": training}
+    for actual, expected in zip(fast(sequences, **kwargs), plain(sequences, **kwargs), strict=True):
         np.testing.assert_allclose(actual, expected, **TOLERANCE)
+
+
+def test_recurrent_defaults_follow_the_contract():
+    """API.md: Recurrent(cell, return_sequences=False, return_state=False, go_backwards=False,
+    stateful=False, zero_output_for_mask=True)."""
+    layer = rnn_keras.Recurrent(rnn_keras.ElmanCell(UNITS))
+    assert layer.return_sequences is False
+    assert layer.return_state is False
+    assert layer.go_backwards is False
+    assert layer.stateful is False
+    assert layer.zero_output_for_mask is True
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
