@@ -174,23 +174,28 @@ class AttentionDecoder(keras.layers.Layer):
 
     def build(self, inputs_shape, memory_shape):
         memory_dim = memory_shape[-1]
-        self.embedding.build(inputs_shape)
+        # Sublayers restored from a config may already be built.
+        def build_once(layer, *shapes, **named_shapes):
+            if not layer.built:
+                layer.build(*shapes, **named_shapes)
+
+        build_once(self.embedding, inputs_shape)
         cell_input = self.embedding_dim
         if self.attention is not None and self.style == "bahdanau":
             cell_input += memory_dim
         if self.input_feeding:
             cell_input += self.attention_units
-        self.cell.build((None, cell_input))
+        build_once(self.cell, (None, cell_input))
         features = self.output_size
         if self.attention is not None:
             query_dim = self.state_sizes[0] if self.style == "bahdanau" else self.output_size
-            self.attention.build((None, query_dim), key_shape=tuple(memory_shape))
+            build_once(self.attention, (None, query_dim), key_shape=tuple(memory_shape))
             if self.style == "bahdanau":
                 features += memory_dim
             else:
-                self.attention_projection.build((None, self.output_size + memory_dim))
+                build_once(self.attention_projection, (None, self.output_size + memory_dim))
                 features = self.attention_units
-        self.output_projection.build((None, features))
+        build_once(self.output_projection, (None, features))
         self._memory_shape = tuple(memory_shape)
         self.built = True
 

@@ -192,9 +192,9 @@ class Seq2Seq(keras.Model):
         def beam(source):
             return self.beam_search(source, max_length, beam_width, length_penalty)
 
-        archive.add_endpoint("greedy", lambda s: self.greedy(s, max_length), signature)
+        # The first endpoint is also written as `serving_default` (traced once).
         archive.add_endpoint("beam_search", beam, signature)
-        archive.add_endpoint("serving_default", beam, signature)
+        archive.add_endpoint("greedy", lambda s: self.greedy(s, max_length), signature)
         archive.write_out(filepath, verbose=False)
 
     def get_config(self):

@@ -1,0 +1,240 @@
+"""Attention decoder and search functions: manual unrolling, brute force, round trips, export."""
+
+import itertools
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+import rnn_keras.cells as cells
+from rnn_keras.attention import BahdanauAttention, LuongAttention
+from rnn_keras.decoding import AttentionDecoder, beam_search, greedy_search, sampling_search
+from rnn_keras.seq2seq import Seq2Seq
+from tests.saved_model_helpers import call_saved_model_in_fresh_process
+
+RNG = np.random.default_rng(3)
+MEMORY = RNG.normal(size=(2, 5, 6)).astype("float32")
+MEMORY_MASK = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+TARGETS = RNG.integers(0, 7, size=(2, 4)).astype("int32")
+START, END = 1, 2
+
+
+def _decoder(style, attention, cell="lstm", vocab_size=7, **kwargs):
+    cell = cells.make_cell(cell, 8, recurrent_initializer="glorot_uniform")
+    attention = {"bahdanau": lambda: BahdanauAttention(5), "luong": LuongAttention}.get(
+        attention, lambda: None
+    )()
+    decoder = AttentionDecoder(cell, vocab_size, 4, attention=attention, style=style, **kwargs)
+    decoder.build(TARGETS.shape, MEMORY.shape)
+    # Sharper output distributions make the searches disagree when they are wrong.
+    kernel = decoder.output_projection.kernel
+    kernel.assign(np.asarray(kernel) * 4.0)
+    return decoder
+
+
+CONFIGURATIONS = [
+    ("bahdanau", "bahdanau", "lstm"),
+    ("bahdanau", "bahdanau", "gru"),
+    ("luong", "luong", "lstm"),
+    ("luong", "luong", "elman"),
+    ("luong", None, "gru"),
+]
+
+
+def _manual_unroll(decoder, targets, memory, memory_mask):
+    """The decoder written out step by step from its sublayers (Bahdanau / Luong papers)."""
+    batch = targets.shape[0]
+    states = [np.zeros((batch, size), "float32") for size in decoder.state_sizes]
+    feed = np.zeros((batch, decoder.attention_units), "float32")
+    all_logits = []
+    for t in range(targets.shape[1]):
+        embedded = decoder.embedding(targets[:, t])
+        if decoder.attention is None:
+            output, states = decoder.cell(embedded, states)
+            features = output
+        elif decoder.style == "bahdanau":
+            context, _ = decoder.attention(states[0], memory, value_mask=memory_mask)
+            output, states = decoder.cell(ops.concatenate([embedded, context], -1), states)
+            features = ops.concatenate([output, context], -1)
+        else:
+            output, states = decoder.cell(ops.concatenate([embedded, feed], -1), states)
+            context, _ = decoder.attention(output, memory, value_mask=memory_mask)
+            features = feed = decoder.attention_projection(ops.concatenate([context, output], -1))
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        all_logits.append(decoder.output_projection(features))
+    return ops.stack(all_logits, axis=1)
+
+
+@pytest.mark.parametrize("style,attention,cell", CONFIGURATIONS)
+def test_teacher_forcing_equals_manual_unroll(style, attention, cell):
+    decoder = _decoder(style, attention, cell)
+    logits, weights = decoder(TARGETS, MEMORY, memory_mask=MEMORY_MASK, return_alignments=True)
+    expected = _manual_unroll(decoder, TARGETS, MEMORY, MEMORY_MASK)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), atol=1e-5)
+    assert tuple(weights.shape) == (2, 4, 5)
+    if attention is not None:
+        np.testing.assert_array_equal(np.asarray(weights)[0, :, 3:], 0.0)
+        np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_gradients_equal_manual_unroll_in_graph_mode():
+    decoder = _decoder("luong", "luong", "lstm")
+    memory = tf.constant(MEMORY)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None), tf.int32)])
+    def gradients(targets):
+        with tf.GradientTape() as tape:
+            tape.watch(memory)
+            loss = ops.sum(ops.square(decoder(targets, memory, memory_mask=MEMORY_MASK)))
+        return tape.gradient(loss, [memory, *decoder.trainable_weights])
+
+    with tf.GradientTape() as tape:
+        tape.watch(memory)
+        loss = ops.sum(ops.square(_manual_unroll(decoder, TARGETS, memory, MEMORY_MASK)))
+    expected = tape.gradient(loss, [memory, *decoder.trainable_weights])
+    for actual, reference in zip(gradients(TARGETS), expected, strict=True):
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(actual), tf.convert_to_tensor(reference), rtol=1e-4, atol=1e-5
+        )
+
+
+def test_scheduled_sampling():
+    decoder = _decoder("luong", "luong", "gru", sampling_probability=0.0)
+    teacher = decoder(TARGETS, MEMORY, memory_mask=MEMORY_MASK)
+    never = decoder(TARGETS, MEMORY, memory_mask=MEMORY_MASK, training=True)
+    np.testing.assert_allclose(np.asarray(never), np.asarray(teacher), atol=1e-6)
+    # Always sampling: after the first step the ground truth no longer matters.
+    decoder.sampling_probability.assign(1.0)
+    other_targets = np.concatenate([TARGETS[:, :1], (TARGETS[:, 1:] + 1) % 7], axis=1)
+    keras.utils.set_random_seed(5)
+    first = decoder(TARGETS, MEMORY, memory_mask=MEMORY_MASK, training=True)
+    keras.utils.set_random_seed(5)
+    second = decoder(other_targets, MEMORY, memory_mask=MEMORY_MASK, training=True)
+    np.testing.assert_allclose(np.asarray(first), np.asarray(second), atol=1e-6)
+    assert not np.allclose(np.asarray(first)[:, 1:], np.asarray(teacher)[:, 1:], atol=1e-3)
+
+
+def _log_probability(decoder, sequence, memory, memory_mask):
+    """log P(sequence) under teacher forcing, for one example."""
+    inputs = np.array([[START, *sequence[:-1]]], "int32")
+    logits = decoder(inputs, memory, memory_mask=memory_mask)
+    log_probs = np.asarray(ops.log_softmax(logits, axis=-1))[0]
+    return float(sum(log_probs[t, token] for t, token in enumerate(sequence)))
+
+
+@pytest.mark.parametrize("style,attention,cell", CONFIGURATIONS[::2])
+def test_greedy_and_beam_width_one_agree(style, attention, cell):
+    decoder = _decoder(style, attention, cell)
+    greedy = greedy_search(decoder, MEMORY, START, END, 6, memory_mask=MEMORY_MASK)
+    beam = beam_search(decoder, MEMORY, START, END, 6, 1, 0.8, memory_mask=MEMORY_MASK)
+    np.testing.assert_array_equal(np.asarray(beam["tokens"])[:, 0], np.asarray(greedy["tokens"]))
+    np.testing.assert_allclose(
+        np.asarray(beam["log_probs"])[:, 0], np.asarray(greedy["log_probs"]), rtol=1e-5
+    )
+    np.testing.assert_array_equal(np.asarray(beam["lengths"])[:, 0], np.asarray(greedy["lengths"]))
+    for b in range(2):
+        tokens = list(np.asarray(greedy["tokens"])[b, : int(greedy["lengths"][b])])
+        expected = _log_probability(decoder, tokens, MEMORY[b : b + 1], MEMORY_MASK[b : b + 1])
+        np.testing.assert_allclose(float(greedy["log_probs"][b]), expected, rtol=1e-4)
+
+
+def _hypotheses(vocab_size, max_length):
+    """Every output: stops at the first end token or after max_length tokens."""
+    for length in range(1, max_length + 1):
+        for body in itertools.product(
+            [v for v in range(vocab_size) if v != END], repeat=length - 1
+        ):
+            yield (*body, END)
+            if length == max_length:
+                for last in range(vocab_size):
+                    if last != END:
+                        yield (*body, last)
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.5])
+def test_beam_search_equals_brute_force(length_penalty):
+    vocab_size, max_length = 4, 3
+    decoder = _decoder("bahdanau", "bahdanau", "gru", vocab_size=vocab_size)
+    memory, mask = MEMORY[1:], MEMORY_MASK[1:]
+    scored = []
+    for sequence in _hypotheses(vocab_size, max_length):
+        penalty = ((5.0 + len(sequence)) / 6.0) ** length_penalty
+        scored.append((_log_probability(decoder, sequence, memory, mask) / penalty, sequence))
+    scored.sort(reverse=True)
+    assert len(scored) == 40
+    result = beam_search(decoder, memory, START, END, max_length, 64, length_penalty, mask)
+    scores = np.asarray(result["scores"])[0]
+    np.testing.assert_allclose(scores[:40], [s for s, _ in scored], rtol=1e-4)
+    best, length = np.asarray(result["tokens"])[0, 0], int(result["lengths"][0, 0])
+    assert tuple(best[:length]) == scored[0][1]
+    # A small beam keeps the best hypotheses it can still reach, best first.
+    small = beam_search(decoder, memory, START, END, max_length, 3, length_penalty, mask)
+    assert np.all(np.diff(np.asarray(small["scores"])[0]) <= 0)
+
+
+def test_sampling_respects_top_k_and_top_1_is_greedy():
+    decoder = _decoder("luong", "luong", "lstm")
+    greedy = greedy_search(decoder, MEMORY, START, END, 5, memory_mask=MEMORY_MASK)
+    top_one = sampling_search(decoder, MEMORY, START, END, 5, 3.0, 1, 11, MEMORY_MASK)
+    np.testing.assert_array_equal(np.asarray(top_one["tokens"]), np.asarray(greedy["tokens"]))
+    sampled = sampling_search(decoder, MEMORY, START, END, 5, 5.0, 2, 12, MEMORY_MASK)
+    tokens = np.asarray(sampled["tokens"])
+    inputs = np.concatenate([np.full((2, 1), START), tokens[:, :-1]], axis=1)
+    logits = np.asarray(decoder(inputs, MEMORY, memory_mask=MEMORY_MASK))
+    top_two = np.argsort(logits, axis=-1)[..., -2:]
+    lengths = np.asarray(sampled["lengths"])
+    for b, t in itertools.product(range(2), range(5)):
+        if t < lengths[b]:
+            assert tokens[b, t] in top_two[b, t]
+    # A very high temperature samples nearly uniformly: every token shows up.
+    memory, mask = np.repeat(MEMORY, 50, axis=0), np.repeat(MEMORY_MASK, 50, axis=0)
+    uniform = sampling_search(decoder, memory, START, END, 1, 1000.0, None, 13, mask)
+    assert set(np.asarray(uniform["tokens"])[:, 0]) == set(range(7))
+
+
+def test_errors_name_the_bad_value():
+    decoder = _decoder("luong", "luong", "lstm")
+    with pytest.raises(ValueError, match="style=.*'transformer'"):
+        AttentionDecoder(keras.layers.GRUCell(4), 7, 4, style="transformer")
+    with pytest.raises(ValueError, match="beam_width.*0"):
+        beam_search(decoder, MEMORY, START, END, 4, 0)
+    with pytest.raises(ValueError, match="temperature.*0"):
+        sampling_search(decoder, MEMORY, START, END, 4, temperature=0.0)
+    with pytest.raises(ValueError, match="initial_state.*1 tensors"):
+        decoder(TARGETS, MEMORY, initial_state=[np.zeros((2, 8), "float32")])
+
+
+def test_decoder_config_round_trip():
+    decoder = _decoder("luong", "luong", "gru", sampling_probability=0.25)
+    clone = AttentionDecoder.from_config(decoder.get_config())
+    assert clone.get_config() == decoder.get_config()
+    clone.build(TARGETS.shape, MEMORY.shape)
+    clone.set_weights(decoder.get_weights())
+    np.testing.assert_allclose(
+        np.asarray(clone(TARGETS, MEMORY)), np.asarray(decoder(TARGETS, MEMORY)), atol=1e-6
+    )
+
+
+def test_seq2seq_keras_file_and_saved_model_round_trip(tmp_path):
+    source = RNG.integers(3, 9, size=(3, 6)).astype("int32")
+    source[0, 4:] = 0
+    target_in = RNG.integers(3, 9, size=(3, 4)).astype("int32")
+    model = Seq2Seq(9, 9, embedding_dim=6, units=8, cell="gru", encoder_layers=2,
+                    bidirectional=True, attention="luong")  # fmt: skip
+    expected_logits = model((source, target_in))
+    model.save(tmp_path / "seq2seq.keras")
+    reloaded = keras.models.load_model(tmp_path / "seq2seq.keras")
+    np.testing.assert_allclose(
+        np.asarray(reloaded((source, target_in))), np.asarray(expected_logits), atol=1e-5
+    )
+    model.export_decoding(tmp_path / "export", max_length=5, beam_width=3, length_penalty=0.6)
+    # A shorter source than anything traced: the signature has a dynamic length.
+    exported = call_saved_model_in_fresh_process(tmp_path / "export", {"source": source[:, :5]})
+    expected = model.beam_search(source[:, :5], 5, 3, 0.6)
+    for key in ("tokens", "scores", "lengths", "alignments"):
+        np.testing.assert_allclose(exported[key], np.asarray(expected[key]), atol=1e-5)
