@@ -39,24 +39,40 @@ def as_list(states):
 # ----------------------------------------------------------------------------- gradients
 
 
-def gradients(layer, cell, sequences, mask, projections):
-    """d(loss)/d(inputs) and d(loss)/d(weight) by name, loss = random projection of outputs."""
+def gradients(layer, cell, sequences, initial, mask, projections, training):
+    """d(loss)/d(inputs, initial states, weights), loss = random projection of the outputs."""
     inputs = tf.convert_to_tensor(sequences)
+    initial = [tf.convert_to_tensor(state) for state in initial]
     with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        outputs, *states = layer(inputs, mask=mask)
+        tape.watch([inputs, *initial])
+        outputs, *states = layer(inputs, initial_state=initial, mask=mask, training=training)
         loss = tf.reduce_sum(outputs * projections[0])
         for state, projection in zip(states, projections[1:], strict=True):
             loss += tf.reduce_sum(state * projection)
-    names = ("kernel", "recurrent_kernel", "bias")
-    variables = [inputs] + [get_weight(cell, name).value for name in names]
+    names = ["kernel", "recurrent_kernel", "bias"]
+    variables = [inputs, *initial] + [get_weight(cell, name).value for name in names]
     values = tape.gradient(loss, variables)
-    return dict(zip(("inputs",) + names, values, strict=True))
+    names = ["inputs"] + [f"initial_state_{i}" for i in range(len(initial))] + names
+    return dict(zip(names, values, strict=True))
 
 
-@pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("variant", ["elman", "lstm", "gru"])
-def test_gradients_through_50_steps_match_keras_builtin(variant, masked):
+@pytest.mark.parametrize(
+    "variant,masked,training",
+    [
+        ("elman", False, True),
+        ("elman", True, True),
+        ("lstm", False, True),
+        ("lstm", True, True),
+        ("lstm", True, False),
+        ("gru", False, True),
+        ("gru", True, True),
+        ("gru_reset_before", True, True),
+        ("gru_reset_before", False, False),
+    ],
+)
+def test_gradients_through_50_steps_match_keras_builtin(variant, masked, training):
+    """training=True runs the fused kernels with hand-written backward passes; False, autodiff
+    of the step loop. Gradients for inputs, initial states and every weight."""
     time = 50
     rng, sequences, mask = make_inputs(10, batch=3, lengths=[50, 31, 7], time=time)
     mask = mask if masked else None
@@ -69,12 +85,14 @@ def test_gradients_through_50_steps_match_keras_builtin(variant, masked):
     keras_layer = make_keras_twin_layer(variant, UNITS, **options)
     keras_layer(sequences)
     copy_weights_by_name(cell, keras_layer.cell)
-    state_count = 2 if VARIANTS[variant][0] == "lstm" else 1
+    initial = random_states(rng, variant, 3, UNITS)
     projections = [rng.standard_normal((3, time, UNITS)).astype("float32")]
-    projections += [rng.standard_normal((3, UNITS)).astype("float32")] * state_count
+    projections += [rng.standard_normal((3, UNITS)).astype("float32") for _ in initial]
 
-    ours = gradients(layer, cell, sequences, mask, projections)
-    expected = gradients(keras_layer, keras_layer.cell, sequences, mask, projections)
+    ours = gradients(layer, cell, sequences, initial, mask, projections, training)
+    expected = gradients(
+        keras_layer, keras_layer.cell, sequences, initial, mask, projections, training
+    )
     for name, value in expected.items():
         assert ours[name] is not None, f"no gradient for {name}"
         scale = float(np.max(np.abs(value)))
@@ -94,56 +112,90 @@ def float64():
         keras.config.set_dtype_policy(previous_policy)
 
 
-@pytest.mark.parametrize("variant", ["jordan", "lstm_peephole", "lstm_layer_norm", "elman"])
-def test_gradients_match_central_finite_differences(variant, float64):
-    """Directional derivatives along random directions, one per weight, in float64."""
+FINITE_DIFFERENCE_CASES = [
+    ("jordan", {}),
+    ("lstm_peephole", {}),
+    ("lstm_layer_norm", {}),
+    ("elman", {"activation": "relu"}),
+    # With dropout: the seed generator is rewound before every evaluation, so each one draws
+    # the same masks and the hand-written backward passes are checked with masks applied.
+    ("elman", {"dropout": 0.3, "recurrent_dropout": 0.4}),
+    ("jordan", {"dropout": 0.3, "recurrent_dropout": 0.4}),
+    ("lstm", {"dropout": 0.3, "recurrent_dropout": 0.4}),
+    ("lstm_layer_norm", {"recurrent_dropout": 0.4}),
+    ("gru", {"recurrent_dropout": 0.4}),
+    ("gru_reset_before", {"dropout": 0.3, "recurrent_dropout": 0.4}),
+]
+
+
+@pytest.mark.parametrize(
+    "variant,options",
+    FINITE_DIFFERENCE_CASES,
+    ids=[f"{v}-{'-'.join(o) or 'default'}" for v, o in FINITE_DIFFERENCE_CASES],
+)
+def test_gradients_match_central_finite_differences(variant, options, float64):
+    """Directional derivatives along a random direction per weight (and the inputs and
+    initial states), in float64, through Recurrent in training mode (the fused kernels)."""
     rng = np.random.default_rng(11)
-    sequences = rng.standard_normal((2, 4, 2))
-    mask = right_padded_mask([4, 2], 4)
-    cell = make_cell(variant, 3)
+    batch, units = 3, 3
+    sequences = rng.standard_normal((batch, 4, 2))
+    mask = right_padded_mask([4, 2, 3], 4)
+    cell = make_cell(variant, units, seed=5, **options)
     layer = rnn_keras.Recurrent(cell, return_sequences=True, return_state=True)
     layer(sequences)
     randomize_weights(cell, rng)
     assert all(v.dtype == "float64" for v in cell.weights), [v.dtype for v in cell.weights]
-    initial = random_states(rng, variant, 2, 3, dtype="float64")
+    initial = random_states(rng, variant, batch, units, dtype="float64")
+    seed_state = cell.seed_generator.state.numpy()
     outputs, *states = layer(sequences, initial_state=initial, mask=mask)
     projections = [rng.standard_normal(np.shape(t)) for t in [outputs, *states]]
 
-    def loss(inputs):
-        outputs, *states = layer(inputs, initial_state=initial, mask=mask)
+    def loss(inputs, initial=initial, training=True):
+        cell.seed_generator.state.assign(seed_state)
+        outputs, *states = layer(inputs, initial_state=initial, mask=mask, training=training)
         return sum(
             tf.reduce_sum(tf.cast(t, tf.float64) * p)
             for t, p in zip([outputs, *states], projections, strict=True)
         )
 
+    if "dropout" in options or "recurrent_dropout" in options:
+        assert abs(float(loss(sequences)) - float(loss(sequences, training=False))) > 1e-3
     inputs = tf.constant(sequences)
+    initial_tensors = [tf.constant(state) for state in initial]
     with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        value = loss(inputs)
-    analytic = tape.gradient(value, [inputs] + [v.value for v in cell.trainable_weights])
+        tape.watch([inputs, *initial_tensors])
+        value = loss(inputs, initial_tensors)
+    weights = cell.trainable_weights
+    analytic = tape.gradient(value, [inputs, *initial_tensors] + [v.value for v in weights])
     epsilon = 1e-6
+
+    def check(gradient, numeric_plus_minus, direction, name):
+        plus, minus = numeric_plus_minus
+        numeric = (float(plus) - float(minus)) / (2 * epsilon)
+        assert gradient is not None, f"no gradient for {name}"
+        directional = float(np.sum(np.asarray(gradient) * direction))
+        np.testing.assert_allclose(directional, numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+
     direction = rng.standard_normal(sequences.shape)
-    numeric = (loss(sequences + epsilon * direction) - loss(sequences - epsilon * direction)) / (
-        2 * epsilon
-    )
-    np.testing.assert_allclose(np.sum(analytic[0] * direction), numeric, rtol=1e-6, atol=1e-8)
-    for variable, gradient in zip(cell.trainable_weights, analytic[1:], strict=True):
-        assert gradient is not None, f"no gradient for {variable.path}"
+    pair = [loss(sequences + sign * epsilon * direction) for sign in (1, -1)]
+    check(analytic[0], pair, direction, "inputs")
+    for index, state in enumerate(initial):
+        direction = rng.standard_normal(state.shape)
+        pair = []
+        for sign in (1, -1):
+            moved = list(initial)
+            moved[index] = state + sign * epsilon * direction
+            pair.append(loss(sequences, moved))
+        check(analytic[1 + index], pair, direction, f"initial_state_{index}")
+    for variable, gradient in zip(weights, analytic[1 + len(initial) :], strict=True):
         original = variable.numpy()
         direction = rng.standard_normal(original.shape)
-        variable.assign(original + epsilon * direction)
-        plus = float(loss(sequences))
-        variable.assign(original - epsilon * direction)
-        minus = float(loss(sequences))
+        pair = []
+        for sign in (1, -1):
+            variable.assign(original + sign * epsilon * direction)
+            pair.append(loss(sequences))
         variable.assign(original)
-        numeric = (plus - minus) / (2 * epsilon)
-        np.testing.assert_allclose(
-            np.sum(np.asarray(gradient) * direction),
-            numeric,
-            rtol=1e-6,
-            atol=1e-8,
-            err_msg=variable.path,
-        )
+        check(gradient, pair, direction, variable.path)
 
 
 # ----------------------------------------------------------------- Bidirectional, stacking
@@ -163,11 +215,13 @@ def test_bidirectional_matches_keras_builtin(variant, return_sequences, masked):
     for direction in ("forward_layer", "backward_layer"):
         randomize_weights(getattr(ours, direction).cell, rng)
         copy_weights_by_name(getattr(ours, direction).cell, getattr(theirs, direction).cell)
-    actual = ours(sequences, mask=mask)
     expected = theirs(sequences, mask=mask)
-    assert len(actual) == len(expected)
-    for index, (value, reference) in enumerate(zip(actual, expected, strict=True)):
-        np.testing.assert_allclose(value, reference, err_msg=f"output {index}", **TOLERANCE)
+    for training in (False, True):
+        actual = ours(sequences, mask=mask, training=training)
+        assert len(actual) == len(expected)
+        for index, (value, reference) in enumerate(zip(actual, expected, strict=True)):
+            message = f"output {index}, training={training}"
+            np.testing.assert_allclose(value, reference, err_msg=message, **TOLERANCE)
 
 
 def functional(layers, masked):
