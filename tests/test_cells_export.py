@@ -134,7 +134,8 @@ def test_saved_model_of_every_cell_runs_in_a_fresh_tensorflow_process(tmp_path):
     outputs, cells = {}, []
     for variant in VARIANTS:
         cell = make_cell(variant, UNITS, dropout=0.25, recurrent_dropout=0.25, seed=3)
-        outputs[variant] = rnn_keras.Recurrent(cell, return_sequences=True)(masked)
+        layer = rnn_keras.Recurrent(cell, return_sequences=True, zero_output_for_mask=True)
+        outputs[variant] = layer(masked)
         cells.append(cell)
     backwards = make_cell("gru", UNITS)
     outputs["gru_backwards_last"] = rnn_keras.Recurrent(backwards, go_backwards=True)(masked)
