@@ -233,7 +233,9 @@ def load_config_file(config_class, path, base=None):
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except json.JSONDecodeError as error:
-        raise ConfigError(f"config file {path}, line {error.lineno}: invalid JSON: {error.msg}")
+        raise ConfigError(
+            f"config file {path}, line {error.lineno}: invalid JSON: {error.msg}"
+        ) from None
     if not isinstance(mapping, dict):
         raise ConfigError(f"config file {path}: expected a JSON object at the top level")
     try:

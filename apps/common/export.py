@@ -21,6 +21,17 @@ from apps.common import config as config_lib
 EXTRA_DIR = "assets.extra"
 
 
+def check_input_shape(tensor, spec):
+    """Fails with "Shape of tensor <input name> [...] is not compatible with expected shape".
+
+    A signature checks dtypes itself, but a reloaded SavedModel passes a wrongly shaped
+    input on to the first op that minds, whose error names that op, not the input.
+    """
+    import tensorflow as tf
+
+    return tf.ensure_shape(tensor, spec.shape, name=spec.name)
+
+
 def next_version_dir(base_dir, app_name):
     """`<base_dir>/<app_name>/<n>` with n one more than the largest existing version."""
     app_dir = os.path.join(base_dir, app_name)

@@ -57,7 +57,8 @@ def make_batches(app, config, dataset, training):
     train_config = config.train
     # Cached in memory: later epochs skip reading and carving the tfds records again.
     dataset = dataset.map(app.to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    if training and train_config.shuffle_buffer > 1:
+    shuffle = training and train_config.shuffle_buffer > 1
+    if shuffle:
         dataset = dataset.shuffle(train_config.shuffle_buffer, seed=config.seed)
     if train_config.bucket_by_length and app.example_length is not None:
         batches = _bucketed_batch_count(app, dataset, train_config.batch_size)
@@ -66,7 +67,7 @@ def make_batches(app, config, dataset, training):
             bucket_boundaries=BUCKET_BOUNDARIES,
             bucket_batch_sizes=[train_config.batch_size] * (len(BUCKET_BOUNDARIES) + 1),
         )
-        if training:
+        if shuffle:
             dataset = dataset.shuffle(64, seed=config.seed)
         # Known, so progress bars show the epoch's length from the first epoch on.
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
@@ -181,7 +182,6 @@ def train(app, config, run_dir):
     resuming = os.path.isdir(os.path.join(run_dir, "backup"))
     _check_run_dir(run_dir, config, resuming)
     config_lib.save_config(config, os.path.join(run_dir, config_lib.CONFIG_FILENAME))
-    keras.utils.set_random_seed(config.seed)
     print(f"run directory: {run_dir}" + (" (resuming an unfinished run)" if resuming else ""))
 
     loaded = load_splits(app, config)
@@ -192,6 +192,8 @@ def train(app, config, run_dir):
     else:
         data_info = app.describe_data(config, loaded)
         write_json(data_info, data_info_path)
+    # Seeded here, after loading: data loading draws a varying amount of randomness.
+    keras.utils.set_random_seed(config.seed)
     model = app.build_model(config, data_info)
     model.summary()
     train_batches = make_batches(app, config, loaded.splits["train"], training=True)

@@ -52,7 +52,7 @@ def search_space(hp):
         "model.units": hp.Choice("model.units", [32, 64, 128]),
         "model.pooling": hp.Choice("model.pooling", ["max", "attention", "mean", "last"]),
         "model.embedding_dim": hp.Choice("model.embedding_dim", [64, 128]),
-        "model.dropout": hp.Float("model.dropout", 0.1, 0.5, step=0.1),
+        "model.dropout": round(hp.Float("model.dropout", 0.1, 0.5, step=0.1), 2),
         "train.learning_rate": hp.Float("train.learning_rate", 3e-4, 3e-3, sampling="log"),
     }
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras import ops
 
 import rnn_keras
-from apps.common import training
+from apps.common import export, training
 from rnn_keras.attention import BahdanauAttention, LuongAttention
 
 _PUNCTUATION = r"""[!"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~']"""
@@ -290,6 +290,7 @@ def serving_endpoints(model, config, data_info):
         return tf.gather(tf.constant(class_names), tf.argmax(probabilities, axis=-1))
 
     def serve(text):
+        text = export.check_input_shape(text, signature[0])
         probabilities = model(text, training=False)
         return {"probabilities": probabilities, "label": label_of(probabilities)}
 
@@ -308,6 +309,7 @@ def serving_endpoints(model, config, data_info):
         )
 
         def explain(text):
+            text = export.check_input_shape(text, signature[0])
             probabilities, token_ids, weights = explainer(text, training=False)
             return {
                 "probabilities": probabilities,

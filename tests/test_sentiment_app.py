@@ -1,0 +1,293 @@
+"""The sentiment app end to end through its command line, on a tiny generated dataset.
+
+Train two epochs, export, reload the SavedModel in a fresh process with plain TensorFlow
+and compare with the Keras model; a run killed after its first epoch resumes from epoch 2
+exactly where the uninterrupted run would be; a two-trial search writes a best config
+that `train --config` accepts.
+"""
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+
+from tests.saved_model_helpers import call_saved_model_in_fresh_process
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POSITIVE = "good great excellent wonderful superb loved".split()
+NEGATIVE = "bad awful terrible boring worst hated".split()
+FILLER = "the movie film plot actor scene story was is and a of it this".split()
+# Small and deterministic: no shuffling, no dropout, so two runs of one command match.
+TINY = [
+    "model.units=8",
+    "model.embedding_dim=8",
+    "model.max_tokens=64",
+    "model.sequence_length=24",
+    "model.pooling=attention",
+    "model.attention_units=8",
+    "model.dropout=0",
+    "model.embedding_dropout=0",
+    "train.epochs=2",
+    "train.batch_size=16",
+    "train.shuffle_buffer=0",
+    "train.learning_rate=0.01",
+]
+TEXTS = [
+    "A GREAT, superb film!<br />Loved it.",
+    "awful... boring plot; the worst",
+    "zyzzyva quux",  # only unknown words
+    " ".join(["great"] * 10 + ["bad"] * 30),  # longer than model.sequence_length
+]
+
+
+def write_reviews(path, count=160, seed=0):
+    """A CSV of short reviews whose class shows in two sentiment words each."""
+    generator = random.Random(seed)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for index in range(count):
+            label = index % 2
+            words = [generator.choice(FILLER) for _ in range(generator.randint(3, 20))]
+            for _ in range(2):
+                position = generator.randrange(len(words) + 1)
+                words.insert(position, generator.choice(POSITIVE if label else NEGATIVE))
+            writer.writerow([" ".join(words), label])
+
+
+def run_cli(
+    arguments, workspace, module="apps.sentiment", stdin=None, environment=None, check=True
+):
+    command = [sys.executable, "-m", module, *arguments]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT, **(environment or {}))
+    result = subprocess.run(
+        command, cwd=workspace, env=env, input=stdin, capture_output=True, text=True, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(arguments)} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def train_arguments(workspace, run_dir):
+    return [
+        "train",
+        "--data",
+        os.path.join(workspace, "reviews.csv"),
+        "--run-dir",
+        run_dir,
+        f"data.data_dir={os.path.join(workspace, 'tfds')}",
+        *TINY,
+    ]
+
+
+def read_history(run_dir):
+    with open(os.path.join(run_dir, "history.csv"), newline="") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("sentiment"))
+    write_reviews(os.path.join(directory, "reviews.csv"))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def trained_run(workspace):
+    run_dir = os.path.join(workspace, "run_a")
+    result = run_cli(train_arguments(workspace, run_dir), workspace)
+    assert "Epoch 2/2" in result.stdout
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def exported(workspace, trained_run):
+    base = os.path.join(workspace, "saved_models")
+    # Through the `rnn-keras` console script's module.
+    run_cli(
+        ["sentiment", "export", "--model", trained_run, "--base-dir", base],
+        workspace,
+        module="apps.cli",
+    )
+    return os.path.join(base, "sentiment", "1")
+
+
+def test_unknown_key_on_the_command_line_is_an_error_naming_it(workspace):
+    result = run_cli(["train", "model.unitz=8"], workspace, check=False)
+    assert result.returncode == 2
+    assert "model.unitz: unknown key 'unitz'" in result.stderr
+
+
+def test_run_directory_holds_every_artifact(trained_run):
+    for name in (
+        "config.json",
+        "data_info.json",
+        "checkpoints/best.keras",
+        "history.csv",
+        "training_curves.png",
+        "metrics.json",
+    ):
+        assert os.path.exists(os.path.join(trained_run, name)), name
+    assert os.listdir(os.path.join(trained_run, "logs"))
+    assert not os.path.exists(os.path.join(trained_run, "backup"))  # removed when finished
+    assert [row["epoch"] for row in read_history(trained_run)] == [0.0, 1.0]
+    with open(os.path.join(trained_run, "config.json")) as handle:
+        config = json.load(handle)
+    assert config["model"]["units"] == 8 and config["train"]["epochs"] == 2
+    with open(os.path.join(trained_run, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    best = max(row["val_accuracy"] for row in read_history(trained_run))
+    assert metrics["validation"]["accuracy"] == pytest.approx(best, abs=1e-6)
+
+
+def test_export_answers_like_the_keras_model_in_a_fresh_process(trained_run, exported):
+    import keras
+    import tensorflow as tf
+
+    import apps.sentiment  # noqa: F401 - registers the app's layers for loading
+
+    model = keras.saving.load_model(os.path.join(trained_run, "checkpoints", "best.keras"))
+    expected = model.predict(tf.constant(TEXTS), verbose=0)
+    outputs = call_saved_model_in_fresh_process(exported, {"text": np.array(TEXTS, dtype=object)})
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
+    class_names = ["negative", "positive"]
+    assert [label.decode() for label in outputs["label"]] == [
+        class_names[index] for index in np.argmax(expected, axis=-1)
+    ]
+    with (
+        open(os.path.join(trained_run, "config.json")) as saved,
+        open(os.path.join(exported, "assets.extra", "config.json")) as exported_config,
+    ):
+        assert json.load(saved) == json.load(exported_config)
+
+
+def test_signature_rejects_wrong_dtype_and_shape_clearly(exported):
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(exported).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a string tensor"):
+        serve(text=tf.constant([1, 2]))
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"Shape of tensor text \[2,1\] is not compatible with expected shape \[\?\]",
+    ):
+        serve(text=tf.constant([["a review"], ["another"]]))
+    with pytest.raises(TypeError, match="missing a required argument: 'text'"):
+        serve(review=tf.constant(["a review"]))
+
+
+def test_predict_from_export_reads_stdin_and_explain_weights_tokens(
+    workspace, trained_run, exported
+):
+    import tensorflow as tf
+
+    result = run_cli(["predict", "--model", exported], workspace, stdin="\n".join(TEXTS[:2]))
+    lines = result.stdout.strip().splitlines()[-2:]
+    serve = tf.saved_model.load(exported).signatures["serving_default"]
+    outputs = serve(text=tf.constant(TEXTS[:2]))
+    for line, label, probabilities in zip(
+        lines, outputs["label"].numpy(), outputs["probabilities"].numpy(), strict=True
+    ):
+        shown_label, shown_probability, _ = line.split("\t")
+        assert shown_label == label.decode()
+        assert float(shown_probability) == pytest.approx(probabilities.max(), abs=1e-4)
+
+    from apps.common import export
+    from apps.sentiment import APP
+
+    picture = os.path.join(workspace, "explain.png")
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        export.open_model(APP, trained_run).explain([TEXTS[0]], picture)
+    rows = [line.split() for line in printed.getvalue().splitlines() if line.startswith("    ")]
+    # Standardised tokens (lowercase, no punctuation, <br /> gone), weights summing to 1.
+    assert [token for _, token in rows] == ["a", "great", "superb", "film", "loved", "it"]
+    assert sum(float(weight) for weight, _ in rows) == pytest.approx(1.0, abs=1e-3)
+    assert os.path.getsize(picture) > 0
+
+
+def test_killed_run_resumes_from_epoch_two_as_if_never_interrupted(workspace, trained_run):
+    run_dir = os.path.join(workspace, "run_b")
+    arguments = train_arguments(workspace, run_dir)
+    killed = run_cli(
+        arguments, workspace, environment={"RNN_KERAS_CRASH_AFTER_EPOCH": "1"}, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert [row["epoch"] for row in read_history(run_dir)] == [0.0]
+    assert os.path.exists(os.path.join(run_dir, "backup"))
+
+    resumed = run_cli(arguments, workspace)
+    assert "resuming an unfinished run" in resumed.stdout
+    assert "Epoch 2/2" in resumed.stdout and "Epoch 1/2" not in resumed.stdout
+    history = read_history(run_dir)
+    assert [row["epoch"] for row in history] == [0.0, 1.0]
+    # Epoch 2 starts from the saved weights and optimizer state: its figures equal those
+    # of the same command run without interruption.
+    uninterrupted = read_history(trained_run)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert history[1][key] == pytest.approx(uninterrupted[1][key], rel=1e-4, abs=1e-6), key
+    assert not os.path.exists(os.path.join(run_dir, "backup"))
+
+
+def test_tune_two_trials_writes_a_best_config_that_train_accepts(workspace):
+    directory = os.path.join(workspace, "search")
+    common = [
+        "--data",
+        os.path.join(workspace, "reviews.csv"),
+        f"data.data_dir={os.path.join(workspace, 'tfds')}",
+        *TINY,
+    ]
+    result = run_cli(
+        [
+            "tune",
+            "--tuner",
+            "random",
+            "--max-trials",
+            "2",
+            "--epochs",
+            "1",
+            "--directory",
+            directory,
+            *common,
+        ],
+        workspace,
+    )
+    with open(os.path.join(directory, "trials.json")) as handle:
+        trials = json.load(handle)
+    assert len(trials) == 2 and "val_accuracy" in result.stdout.split("best trial")[0]
+    best = max(trials, key=lambda trial: trial["val_accuracy"])
+    with open(os.path.join(directory, "best_config.json")) as handle:
+        best_config = json.load(handle)
+    # The best trial's hyperparameters are in the config, the rest is the base config.
+    for key in ("model.cell", "model.units", "model.pooling", "train.learning_rate"):
+        section, name = key.split(".")
+        assert best_config[section][name] == best[key], key
+    assert best_config["model"]["sequence_length"] == 24
+
+    run_dir = os.path.join(workspace, "run_best")
+    run_cli(
+        [
+            "train",
+            "--config",
+            os.path.join(directory, "best_config.json"),
+            "--run-dir",
+            run_dir,
+            "train.epochs=1",
+        ],
+        workspace,
+    )
+    with open(os.path.join(run_dir, "config.json")) as handle:
+        trained_config = json.load(handle)
+    assert trained_config["model"] == best_config["model"]
+    assert trained_config["train"]["epochs"] == 1
