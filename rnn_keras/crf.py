@@ -228,7 +228,8 @@ class CRFModel(keras.Model):
     Wraps a backbone that maps the inputs to per-token features `(batch, time, features)`
     and adds a `CRF` layer. `predict`, `evaluate` and exports return the Viterbi tags
     `(batch, time)`; `fit` minimises the mean negative log-likelihood per sequence.
-    Compiled metrics compare the Viterbi tags with the labels, weighted by the mask.
+    Compiled metrics compare the Viterbi tags with the labels, weighted by the mask
+    ("accuracy" means token accuracy, `keras.metrics.Accuracy`).
 
     The token mask comes from the backbone: either it returns `(features, mask)` with
     a boolean mask `(batch, time)` (preferred: exports keep it), or its output carries
@@ -303,6 +304,18 @@ class CRFModel(keras.Model):
         if training:
             return {"potentials": potentials, "mask": mask}
         return self.crf.decode(potentials, mask)[0]
+
+    def compile(self, *args, metrics=None, weighted_metrics=None, **kwargs):
+        # Keras resolves "accuracy" from the prediction's shape and would pick
+        # CategoricalAccuracy (an argmax over time) for tags (batch, time).
+        def resolve(metric):
+            if metric in ("accuracy", "acc"):
+                return keras.metrics.Accuracy(name="accuracy")
+            return metric
+
+        # Only weighted metrics see the sample weights that carry the token mask.
+        weighted = [resolve(metric) for metric in [*(metrics or []), *(weighted_metrics or [])]]
+        super().compile(*args, weighted_metrics=weighted or None, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(y_pred, dict):
