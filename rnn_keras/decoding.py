@@ -174,6 +174,7 @@ class AttentionDecoder(keras.layers.Layer):
 
     def build(self, inputs_shape, memory_shape):
         memory_dim = memory_shape[-1]
+
         # Sublayers restored from a config may already be built.
         def build_once(layer, *shapes, **named_shapes):
             if not layer.built:
