@@ -270,10 +270,10 @@ def get_weight(cell, name):
 
 def weights_as_numpy(cell, variant):
     """{name: float64 array} for every weight the contract promises for the variant."""
-    return {
-        name: np.asarray(get_weight(cell, name).numpy(), dtype=np.float64)
-        for name in VARIANTS[variant][2]
-    }
+    names = VARIANTS[variant][2]
+    if not getattr(cell, "use_bias", True):
+        names = [name for name in names if name not in ("bias", "output_bias")]
+    return {name: np.asarray(get_weight(cell, name).numpy(), dtype=np.float64) for name in names}
 
 
 def randomize_weights(cell, rng, scale=0.5):

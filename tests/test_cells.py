@@ -335,3 +335,67 @@ def test_bad_factory_arguments(call, argument, value):
     with pytest.raises(ValueError) as error:
         call()
     assert argument in str(error.value) and value in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize(
+    "variant,options",
+    [
+        ("elman", {"activation": "relu"}),
+        ("elman", {"activation": "linear"}),
+        ("jordan", {"activation": "sigmoid", "output_activation": "tanh"}),
+        ("gru_reset_before", {"use_bias": False}),
+    ],
+    ids=["elman-relu", "elman-linear", "jordan-sigmoid-tanh", "gru_reset_before-no_bias"],
+)
+def test_other_options_match_numpy_equations(variant, options, training):
+    rng, sequences, mask = make_inputs(6)
+    cell = make_cell(variant, UNITS, **options)
+    layer = rnn_keras.Recurrent(
+        cell, return_sequences=True, return_state=True, zero_output_for_mask=True
+    )
+    layer(sequences)
+    randomize_weights(cell, rng, scale=0.3)
+    initial = random_states(rng, variant, BATCH, UNITS)
+    outputs, *states = layer(sequences, initial_state=initial, mask=mask, training=training)
+    expected_outputs, _, expected_states = reference_run(
+        cell, variant, sequences, initial, mask=mask, zero_output_for_mask=True
+    )
+    np.testing.assert_allclose(outputs, expected_outputs, **TOLERANCE)
+    for state, expected in zip(states, expected_states, strict=True):
+        np.testing.assert_allclose(state, expected, **TOLERANCE)
+
+
+def test_one_fit_step_matches_keras_builtin_layers():
+    """model.fit (graph mode, fused kernels, masks from Masking) takes the same SGD step."""
+    rng, sequences, mask = make_inputs(7)
+    sequences = np.where(mask[:, :, None], sequences, 0.0).astype("float32")
+    targets = rng.standard_normal((BATCH, 1)).astype("float32")
+
+    def build(layers):
+        inputs = keras.Input((TIME, FEATURES))
+        masked = keras.layers.Masking(0.0)(inputs)
+        merged = keras.layers.Concatenate()([layer(masked) for layer in layers])
+        model = keras.Model(inputs, keras.layers.Dense(1)(merged))
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse", jit_compile=False)
+        return model
+
+    variants = ["lstm", "gru", "gru_reset_before", "elman"]
+    ours = [rnn_keras.Recurrent(make_cell(variant, UNITS)) for variant in variants]
+    theirs = [make_keras_twin_layer(variant, UNITS) for variant in variants]
+    our_model, their_model = build(ours), build(theirs)
+    for layer, twin in zip(ours, theirs, strict=True):
+        randomize_weights(layer.cell, rng)
+        copy_weights_by_name(layer.cell, twin.cell)
+    their_model.layers[-1].set_weights(our_model.layers[-1].get_weights())
+    for model in (our_model, their_model):
+        model.fit(sequences, targets, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    for layer, twin in zip(ours, theirs, strict=True):
+        for name in ("kernel", "recurrent_kernel", "bias"):
+            np.testing.assert_allclose(
+                get_weight(layer.cell, name).numpy(),
+                get_weight(twin.cell, name).numpy(),
+                rtol=1e-4,
+                atol=1e-5,
+                err_msg=f"{layer.cell.name}.{name}",
+            )

@@ -287,8 +287,9 @@ def test_stacked_rnn_cells_of_our_cells_match_stacked_keras_layers(wrapper):
 # ----------------------------------------------------------------- stateful, streaming step
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("variant", ["elman", "jordan", "lstm", "gru"])
-def test_stateful_carries_state_across_calls_and_reset_clears_it(variant):
+def test_stateful_carries_state_across_calls_and_reset_clears_it(variant, training):
     rng, sequences, _ = make_inputs(30, time=2 * TIME)
     first, second = sequences[:, :TIME], sequences[:, TIME:]
     cell = make_cell(variant, UNITS)
@@ -297,10 +298,13 @@ def test_stateful_carries_state_across_calls_and_reset_clears_it(variant):
     whole(sequences)
     randomize_weights(cell, rng)
     expected = np.asarray(whole(sequences))
-    np.testing.assert_allclose(stateful(first), expected[:, :TIME], **TOLERANCE)
-    np.testing.assert_allclose(stateful(second), expected[:, TIME:], **TOLERANCE)
+    outputs = stateful(first, training=training)
+    np.testing.assert_allclose(outputs, expected[:, :TIME], **TOLERANCE)
+    outputs = stateful(second, training=training)
+    np.testing.assert_allclose(outputs, expected[:, TIME:], **TOLERANCE)
     stateful.reset_states()
-    np.testing.assert_allclose(stateful(second), whole(second), **TOLERANCE)
+    outputs = stateful(second, training=training)
+    np.testing.assert_allclose(outputs, whole(second), **TOLERANCE)
     stateful.reset_state()
     np.testing.assert_allclose(stateful(first), expected[:, :TIME], **TOLERANCE)
 
