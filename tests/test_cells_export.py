@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import rnn_keras  # noqa: E402
 from tests.reference_cells import (  # noqa: E402
@@ -157,3 +158,29 @@ def test_saved_model_of_every_cell_runs_in_a_fresh_tensorflow_process(tmp_path):
     assert sorted(served) == sorted(expected)
     for name, value in expected.items():
         np.testing.assert_allclose(served[name], value, err_msg=name, **TOLERANCE)
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("variant", ["elman", "jordan", "lstm", "gru"])
+def test_masked_sequences_of_unknown_length_in_a_graph(variant, training):
+    """Text models feed (batch, None, features) with a mask (Embedding(mask_zero=True)):
+    a traced graph with an unknown time dimension must run and give the eager numbers."""
+    rng, sequences, mask = make_inputs(54)
+    cell = make_cell(variant, UNITS)
+    layer = rnn_keras.Recurrent(cell, return_sequences=True, zero_output_for_mask=True)
+    layer(sequences)
+    randomize_weights(cell, rng)
+    expected = np.asarray(layer(sequences, mask=mask, training=training))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, None, FEATURES), tf.float32),
+            tf.TensorSpec((None, None), tf.bool),
+        ]
+    )
+    def run(sequences, mask):
+        return layer(sequences, mask=mask, training=training)
+
+    np.testing.assert_allclose(run(sequences, mask), expected, **TOLERANCE)
+    shorter = run(sequences[:, :3], mask[:, :3])
+    np.testing.assert_allclose(shorter, expected[:, :3], **TOLERANCE)

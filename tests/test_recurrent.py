@@ -57,26 +57,27 @@ def gradients(layer, cell, sequences, initial, mask, projections, training):
 
 
 @pytest.mark.parametrize(
-    "variant,masked,training",
+    "variant,masked,training,go_backwards",
     [
-        ("elman", False, True),
-        ("elman", True, True),
-        ("lstm", False, True),
-        ("lstm", True, True),
-        ("lstm", True, False),
-        ("gru", False, True),
-        ("gru", True, True),
-        ("gru_reset_before", True, True),
-        ("gru_reset_before", False, False),
+        ("elman", False, True, False),
+        ("elman", True, True, True),
+        ("lstm", False, True, False),
+        ("lstm", True, True, False),
+        ("lstm", True, True, True),
+        ("lstm", True, False, False),
+        ("gru", False, True, False),
+        ("gru", True, True, True),
+        ("gru_reset_before", True, True, False),
+        ("gru_reset_before", False, False, True),
     ],
 )
-def test_gradients_through_50_steps_match_keras_builtin(variant, masked, training):
+def test_gradients_through_50_steps_match_keras_builtin(variant, masked, training, go_backwards):
     """training=True runs the fused kernels with hand-written backward passes; False, autodiff
     of the step loop. Gradients for inputs, initial states and every weight."""
     time = 50
     rng, sequences, mask = make_inputs(10, batch=3, lengths=[50, 31, 7], time=time)
     mask = mask if masked else None
-    options = {"return_sequences": True, "return_state": True}
+    options = {"return_sequences": True, "return_state": True, "go_backwards": go_backwards}
     # zero_output_for_mask=False: padded steps repeat the last output, as keras.layers.LSTM.
     cell = make_cell(variant, UNITS)
     layer = rnn_keras.Recurrent(cell, zero_output_for_mask=False, **options)
