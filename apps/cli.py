@@ -18,7 +18,7 @@ def main(argv=None):
         )
         print("apps: sentiment (more as they are added); e.g. rnn-keras sentiment train --help")
         return 0 if argv else 2
-    return cli.main(app_lib.load_app(argv[0]), argv[1:])
+    return cli.main(app_lib.load_app(argv[0]), argv[1:], program=f"rnn-keras {argv[0]}")
 
 
 if __name__ == "__main__":

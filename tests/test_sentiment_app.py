@@ -275,6 +275,27 @@ def test_tune_two_trials_writes_a_best_config_that_train_accepts(workspace):
         assert best_config[section][name] == best[key], key
     assert best_config["model"]["sequence_length"] == 24
 
+    # The search directory is resumable: a restart with a larger budget keeps both trials
+    # and runs only the missing one.
+    run_cli(
+        [
+            "tune",
+            "--tuner",
+            "random",
+            "--max-trials",
+            "3",
+            "--epochs",
+            "1",
+            "--directory",
+            directory,
+            *common,
+        ],
+        workspace,
+    )
+    with open(os.path.join(directory, "trials.json")) as handle:
+        continued = json.load(handle)
+    assert len(continued) == 3 and continued[:2] == trials
+
     run_dir = os.path.join(workspace, "run_best")
     run_cli(
         [
@@ -291,3 +312,38 @@ def test_tune_two_trials_writes_a_best_config_that_train_accepts(workspace):
         trained_config = json.load(handle)
     assert trained_config["model"] == best_config["model"]
     assert trained_config["train"]["epochs"] == 1
+
+
+def test_evaluate_on_a_file_matches_the_models_own_predictions(workspace, trained_run, exported):
+    import argparse
+
+    import keras
+    import tensorflow as tf
+
+    from apps.common import evaluation, export
+    from apps.sentiment import APP
+
+    path = os.path.join(workspace, "held_out.csv")
+    write_reviews(path, count=40, seed=1)
+    arguments = argparse.Namespace(
+        file=path,
+        data=None,
+        split="validation",
+        output_dir=os.path.join(workspace, "eval"),
+        overrides=[],
+    )
+    with redirect_stdout(io.StringIO()):
+        report = evaluation.evaluate_command(APP, export.open_model(APP, exported), arguments)
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    model = keras.saving.load_model(os.path.join(trained_run, "checkpoints", "best.keras"))
+    predicted = np.argmax(model.predict(tf.constant([row["text"] for row in rows]), verbose=0), -1)
+    truth = np.array([int(row["label"]) for row in rows])
+    assert report["examples"] == 40
+    assert report["accuracy"] == pytest.approx(np.mean(predicted == truth))
+    positive = report["per_class"]["positive"]
+    true_positives = np.sum((predicted == 1) & (truth == 1))
+    assert positive["recall"] == pytest.approx(true_positives / np.sum(truth == 1))
+    assert positive["precision"] == pytest.approx(true_positives / max(np.sum(predicted == 1), 1))
+    assert np.sum(report["confusion_matrix"]) == 40
+    assert os.path.getsize(os.path.join(workspace, "eval", "confusion_matrix.png")) > 0

@@ -35,10 +35,10 @@ def _add_model_option(parser):
     )
 
 
-def build_parser(app, command):
+def build_parser(app, command, program=None):
     """The argument parser of one command of `app`."""
     parser = argparse.ArgumentParser(
-        prog=f"python -m apps.{app.name} {command}",
+        prog=f"{program or f'python -m apps.{app.name}'} {command}",
         description=f"{command} for the {app.name} app",
     )
     if command == "train":
@@ -119,9 +119,9 @@ def _read_lines(arguments):
     return [line.rstrip("\n") for line in sys.stdin if line.strip()]
 
 
-def run_command(app, command, argv):
+def run_command(app, command, argv, program=None):
     """Parses `argv` for `command` and runs it; returns a process exit status."""
-    parser = build_parser(app, command)
+    parser = build_parser(app, command, program)
     arguments = parser.parse_intermixed_args(argv)
     try:
         return _dispatch(app, command, arguments)
@@ -180,17 +180,16 @@ def _dispatch(app, command, arguments):
     return 0
 
 
-def main(app, argv=None):
+def main(app, argv=None, program=None):
     """Entry point of `python -m apps.<app>`: the first argument names the command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        usage = (
-            f"usage: python -m apps.{app.name} {{{','.join(COMMANDS)}}} [options] [key=value ...]"
-        )
+        program = program or f"python -m apps.{app.name}"
+        usage = f"usage: {program} {{{','.join(COMMANDS)}}} [options] [key=value ...]"
         if argv and argv[0] not in ("-h", "--help"):
             print(f"{usage}\nunknown command {argv[0]!r}", file=sys.stderr)
             return 2
         print(usage + "\nrun a command with --help for its options")
         return 0 if argv else 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return run_command(app, argv[0], argv[1:])
+    return run_command(app, argv[0], argv[1:], program)
