@@ -399,3 +399,20 @@ def test_one_fit_step_matches_keras_builtin_layers():
                 atol=1e-5,
                 err_msg=f"{layer.cell.name}.{name}",
             )
+
+
+def test_recurrent_runs_a_keras_builtin_cell_like_keras_rnn():
+    """Recurrent's docstring: any other Keras cell runs step by step, as in keras.layers.RNN;
+    Keras's cells cache their dropout mask, so the layer must reset it after every call."""
+    rng, sequences, mask = make_inputs(8)
+    cell = keras.layers.LSTMCell(UNITS, dropout=0.5, seed=1)
+    ours = rnn_keras.Recurrent(cell, return_sequences=True, zero_output_for_mask=True)
+    theirs = keras.layers.RNN(cell, return_sequences=True, zero_output_for_mask=True)
+    ours(sequences)
+    randomize_weights(cell, rng)
+    np.testing.assert_allclose(
+        ours(sequences, mask=mask), theirs(sequences, mask=mask), **TOLERANCE
+    )
+    first = np.asarray(ours(sequences, training=True))
+    second = np.asarray(ours(sequences, training=True))
+    assert not np.allclose(first, second), "the same dropout mask was reused for a new batch"

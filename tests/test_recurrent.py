@@ -327,6 +327,10 @@ def test_step_iterated_over_time_equals_the_sequence_output(variant):
         np.testing.assert_allclose(output, outputs[:, t], err_msg=f"step {t}", **TOLERANCE)
     for state, expected in zip(states, final_states, strict=True):
         np.testing.assert_allclose(state, expected, **TOLERANCE)
+    # The same step traced, as a streaming export would serve it (state in, state out).
+    traced_step = tf.function(layer.step)
+    output, states = traced_step(tf.constant(sequences[:, 0]), [tf.constant(s) for s in initial])
+    np.testing.assert_allclose(output, outputs[:, 0], **TOLERANCE)
 
 
 # ------------------------------------------------------------------------------- dropout
