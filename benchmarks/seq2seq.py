@@ -103,12 +103,12 @@ def plot_attention(model, source, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="bahdanau,luong,none")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps per variant")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps per variant")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--units", type=int, default=64)
     parser.add_argument("--embedding-dim", type=int, default=32)
     parser.add_argument("--cell", default="gru")
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--learning-rate", type=float, default=5e-3, help="initial rate")
     parser.add_argument("--min-length", type=int, default=10)
     parser.add_argument("--max-length", type=int, default=30)
     parser.add_argument("--test-examples", type=int, default=1000)
@@ -136,7 +136,11 @@ def main(argv=None):
             end_token=END,
         )
         model.compile(
-            optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=1.0),
+            # Cosine decay: a constant rate keeps bouncing around 90-95% exact match.
+            optimizer=keras.optimizers.Adam(
+                keras.optimizers.schedules.CosineDecay(args.learning_rate, args.steps, alpha=0.02),
+                clipnorm=1.0,
+            ),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD),
         )
         print(f"\n== {variant}: {args.steps} steps of {args.batch_size} strings", flush=True)
