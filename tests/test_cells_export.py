@@ -17,6 +17,7 @@ import rnn_keras  # noqa: E402
 from tests.reference_cells import (  # noqa: E402
     VARIANTS,
     make_cell,
+    output_size,
     randomize_weights,
     right_padded_mask,
 )
@@ -160,27 +161,39 @@ def test_saved_model_of_every_cell_runs_in_a_fresh_tensorflow_process(tmp_path):
         np.testing.assert_allclose(served[name], value, err_msg=name, **TOLERANCE)
 
 
+@pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("variant", ["elman", "jordan", "lstm", "gru"])
-def test_masked_sequences_of_unknown_length_in_a_graph(variant, training):
-    """Text models feed (batch, None, features) with a mask (Embedding(mask_zero=True)):
-    a traced graph with an unknown time dimension must run and give the eager numbers."""
+def test_sequences_of_unknown_length_in_a_graph(variant, training, masked):
+    """Text models feed (batch, None, features), usually with a mask (Embedding(mask_zero=True))
+    and model.fit traces the layer and its gradient with that unknown time dimension: the
+    traced graph must run and give the eager outputs and (in training) the eager gradients."""
     rng, sequences, mask = make_inputs(54)
+    mask = mask if masked else np.ones_like(mask)
     cell = make_cell(variant, UNITS)
     layer = rnn_keras.Recurrent(cell, return_sequences=True, zero_output_for_mask=True)
     layer(sequences)
     randomize_weights(cell, rng)
-    expected = np.asarray(layer(sequences, mask=mask, training=training))
+    width = output_size(variant, UNITS)
 
-    @tf.function(
+    def outputs_and_gradients(sequences, mask):
+        with tf.GradientTape() as tape:
+            outputs = layer(sequences, mask=mask if masked else None, training=training)
+            loss = tf.reduce_sum(outputs * tf.range(1.0, width + 1.0))
+        return outputs, tape.gradient(loss, cell.trainable_weights)
+
+    traced = tf.function(
+        outputs_and_gradients,
         input_signature=[
             tf.TensorSpec((None, None, FEATURES), tf.float32),
             tf.TensorSpec((None, None), tf.bool),
-        ]
+        ],
     )
-    def run(sequences, mask):
-        return layer(sequences, mask=mask, training=training)
-
-    np.testing.assert_allclose(run(sequences, mask), expected, **TOLERANCE)
-    shorter = run(sequences[:, :3], mask[:, :3])
-    np.testing.assert_allclose(shorter, expected[:, :3], **TOLERANCE)
+    for length in (TIME, 3):
+        expected, expected_gradients = outputs_and_gradients(
+            sequences[:, :length], mask[:, :length]
+        )
+        actual, actual_gradients = traced(sequences[:, :length], mask[:, :length])
+        np.testing.assert_allclose(actual, expected, **TOLERANCE)
+        for value, reference in zip(actual_gradients, expected_gradients, strict=True):
+            np.testing.assert_allclose(value, reference, rtol=1e-5, atol=1e-5)
