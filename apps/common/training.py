@@ -180,6 +180,11 @@ def train(app, config, run_dir):
     started = time.time()
     os.makedirs(run_dir, exist_ok=True)
     resuming = os.path.isdir(os.path.join(run_dir, "backup"))
+    if not resuming and os.path.exists(os.path.join(run_dir, METRICS)):
+        raise SystemExit(
+            f"{run_dir} holds a finished run ({METRICS}); choose another --run-dir to train "
+            "again, or delete it"
+        )
     _check_run_dir(run_dir, config, resuming)
     config_lib.save_config(config, os.path.join(run_dir, config_lib.CONFIG_FILENAME))
     print(f"run directory: {run_dir}" + (" (resuming an unfinished run)" if resuming else ""))
