@@ -7,6 +7,7 @@ The search directory is opened with `overwrite=False`: restarting the same comma
 continues the search where it stopped (finished trials are kept, not repeated).
 """
 
+import importlib.util
 import json
 import os
 
@@ -54,6 +55,12 @@ def make_tuner(hypermodel, app, tune_config, directory, seed):
     if tune_config.tuner == "random":
         return keras_tuner.RandomSearch(hypermodel, max_trials=tune_config.max_trials, **common)
     if tune_config.tuner == "bayesian":
+        if importlib.util.find_spec("scipy") is None:
+            # keras-tuner's Gaussian process needs scipy, which this project does not depend on.
+            raise SystemExit(
+                "tune.tuner=bayesian needs scipy: pip install 'keras-tuner[bayesian]' "
+                "(or use tune.tuner=random or hyperband)"
+            )
         return keras_tuner.BayesianOptimization(
             hypermodel, max_trials=tune_config.max_trials, **common
         )
