@@ -4,6 +4,7 @@ matrices and attention weights per token. Matplotlib's Agg backend, no display n
 import os
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -41,6 +42,7 @@ def plot_training_curves(history, path):
                 axis.plot(epochs, values, style, label="validation" if key != name else "train")
         axis.set_title(name)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
     return _save(figure, path)

@@ -167,8 +167,11 @@ def _callbacks(app, config, run_dir, resuming):
 def load_splits(app, config):
     """Loads the data, prints its notes and checks the train and validation splits exist."""
     loaded = app.load_data(config)
-    for note in getattr(loaded, "notes", []) or []:
-        print(f"data: {note}")
+    if hasattr(loaded, "describe"):
+        print(loaded.describe())
+    else:
+        for note in getattr(loaded, "notes", []) or []:
+            print(f"data: {note}")
     for split in ("train", "validation"):
         if split not in loaded.splits:
             raise SystemExit(f"the data has no {split!r} split (splits: {sorted(loaded.splits)})")
