@@ -20,7 +20,8 @@ def _prepare(potentials, mask):
 def crf_sequence_score(potentials, tags, mask, transitions, start_transitions, end_transitions):
     """Unnormalised score of `tags` `(batch, time)`; returns `(batch,)`."""
     potentials, mask = _prepare(potentials, mask)
-    tags = ops.cast(tags, "int32")
+    # Labels at padded positions may be anything (e.g. -1); they must not index.
+    tags = ops.where(mask, ops.cast(tags, "int32"), 0)
     weights = ops.cast(mask, potentials.dtype)
     emitted = ops.take_along_axis(potentials, tags[..., None], axis=2)[..., 0]
     score = ops.sum(emitted * weights, axis=1)

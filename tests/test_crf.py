@@ -114,7 +114,7 @@ def _tagging_data(count=48, time=6, vocab_size=12):
     # The tag of a token depends on the previous token: transitions matter.
     previous = np.concatenate([np.zeros((count, 1), "int32"), tokens[:, :-1]], axis=1)
     tags = ((tokens + previous) % 4).astype("int32")
-    tags[tokens == 0] = 0
+    tags[tokens == 0] = -1  # labels at padding are ignored, whatever they are
     return tokens, tags
 
 
@@ -131,7 +131,7 @@ def test_crf_model_fits_evaluates_and_predicts_viterbi_tags():
     loss, accuracy = model.evaluate(tokens, tags, verbose=0)
     expected_loss = -np.mean(np.asarray(model.crf.log_likelihood(potentials, tags, mask)))
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-4)
-    # The metric ignores padding (where predictions and labels are both 0).
+    # The metric ignores padding (where labels are -1 and predictions 0).
     np.testing.assert_allclose(accuracy, np.mean((predicted == tags)[tokens > 0]), rtol=1e-5)
 
 
