@@ -242,14 +242,15 @@ def train(app, config, run_dir):
 
 def _best_epoch(app, history):
     scored = [
-        (row[app.objective], row.get("epoch", i))
+        (row[app.objective], int(row.get("epoch", i)))
         for i, row in enumerate(history)
         if app.objective in row
     ]
     if not scored:
         return None
-    pick = max if app.objective_direction == "max" else min
-    return int(pick(scored)[1]) + 1
+    sign = 1 if app.objective_direction == "max" else -1
+    # The first epoch reaching the best score: ModelCheckpoint keeps it on later ties.
+    return min(scored, key=lambda item: (-sign * item[0], item[1]))[1] + 1
 
 
 def _count(dataset):
