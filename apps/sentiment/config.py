@@ -33,6 +33,8 @@ class SentimentModelConfig:
         default="bahdanau", metadata=choices(*ATTENTION_SCORES)
     )
     attention_units: int = 64
+    # Word dropout: share of tokens replaced by the unknown token in training.
+    token_dropout: float = 0.0
     embedding_dropout: float = 0.2
     dropout: float = 0.3
     recurrent_dropout: float = 0.0

@@ -63,6 +63,47 @@ class TruncateSequences(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="apps.sentiment")
+class TokenDropout(keras.layers.Layer):
+    """Word dropout (Iyyer et al. 2015): in training, replaces token ids by the unknown id.
+
+    Whole words are hidden, not embedding channels, so the classifier cannot lean on a few
+    frequent words. Padding (id 0) stays padding. Identity at inference.
+
+    Args:
+        rate: probability of hiding each token, in [0, 1).
+        unknown_id: the id that replaces a hidden token (TextVectorization's OOV id, 1).
+        seed: optional seed.
+    """
+
+    def __init__(self, rate, unknown_id=1, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= float(rate) < 1:
+            raise ValueError(f"rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.unknown_id = int(unknown_id)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, token_ids, training=False):
+        if not training or self.rate == 0:
+            return token_ids
+        draw = keras.random.uniform(ops.shape(token_ids), seed=self.seed_generator)
+        hide = ops.logical_and(draw < self.rate, token_ids != 0)
+        return ops.where(hide, ops.cast(self.unknown_id, token_ids.dtype), token_ids)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "unknown_id": self.unknown_id,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="apps.sentiment")
 class MaskedPooling(keras.layers.Layer):
     """Max or mean over the unmasked time steps of `(batch, time, features)`.
 
@@ -251,6 +292,8 @@ def build_model(config, data_info):
         name="vectorizer",
     )
     token_ids = TruncateSequences(model_config.sequence_length, name="truncate")(vectorizer(text))
+    if model_config.token_dropout:
+        token_ids = TokenDropout(model_config.token_dropout, name="token_dropout")(token_ids)
     x = keras.layers.Embedding(
         len(vocabulary) + len(PADDING_AND_UNKNOWN),
         model_config.embedding_dim,
