@@ -152,5 +152,5 @@ def evaluate_command(app, serving_model, arguments):
         else ".",
         f"evaluation_{name}",
     )
-    batches = training.make_batches(app, config, dataset, training=False)
+    batches, _ = training.make_batches(app, config, dataset, training=False)
     return app.evaluate(serving_model.call, batches, serving_model.data_info, output_dir)

@@ -48,32 +48,65 @@ def make_optimizer(train_config):
     )
 
 
-def make_batches(app, config, dataset, training):
+def make_batches(app, config, dataset, training, epochs=None, initial_epoch=0):
     """Maps examples to `(inputs, targets)`, shuffles (training only) and batches.
 
     With `train.bucket_by_length`, examples of similar length share a batch, so a
     recurrent layer runs fewer padded steps; batch order stays random in training.
+
+    Args:
+        epochs, initial_epoch: with `epochs`, one stream holding epochs `initial_epoch`
+            to `epochs - 1`, each shuffled with `seed + epoch`: a resumed run gets
+            exactly the batches the uninterrupted run would have had (a tf.data shuffle
+            is not checkpointed). Without, one epoch that reshuffles on every pass.
+
+    Returns:
+        `(batches, batches_per_epoch)`.
     """
     train_config = config.train
     # Cached in memory: later epochs skip reading and carving the tfds records again.
-    dataset = dataset.map(app.to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    shuffle = training and train_config.shuffle_buffer > 1
-    if shuffle:
-        dataset = dataset.shuffle(train_config.shuffle_buffer, seed=config.seed)
-    if train_config.bucket_by_length and app.example_length is not None:
-        batches = _bucketed_batch_count(app, dataset, train_config.batch_size)
-        dataset = dataset.bucket_by_sequence_length(
-            element_length_func=lambda inputs, targets: app.example_length(inputs),
-            bucket_boundaries=BUCKET_BOUNDARIES,
-            bucket_batch_sizes=[train_config.batch_size] * (len(BUCKET_BOUNDARIES) + 1),
-        )
-        if shuffle:
-            dataset = dataset.shuffle(64, seed=config.seed)
-        # Known, so progress bars show the epoch's length from the first epoch on.
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    examples = dataset.map(app.to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    bucketing = train_config.bucket_by_length and app.example_length is not None
+    if bucketing:
+        per_epoch = _bucketed_batch_count(app, examples, train_config.batch_size)
     else:
-        dataset = dataset.batch(train_config.batch_size)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+        per_epoch = -(-_count(examples) // train_config.batch_size)
+    shuffle = training and train_config.shuffle_buffer > 1
+
+    def one_epoch(epoch):
+        seed = config.seed if epoch is None else config.seed + epoch
+        data = examples
+        if shuffle:
+            data = data.shuffle(train_config.shuffle_buffer, seed=seed)
+        if bucketing:
+            data = data.bucket_by_sequence_length(
+                element_length_func=lambda inputs, targets: app.example_length(inputs),
+                bucket_boundaries=BUCKET_BOUNDARIES,
+                bucket_batch_sizes=[train_config.batch_size] * (len(BUCKET_BOUNDARIES) + 1),
+            )
+            if shuffle:
+                data = data.shuffle(64, seed=seed)
+        else:
+            data = data.batch(train_config.batch_size)
+        return data
+
+    if epochs is None:
+        stream, count = one_epoch(None), per_epoch
+    else:
+        epoch_numbers = tf.data.Dataset.range(initial_epoch, epochs)
+        stream = epoch_numbers.flat_map(one_epoch)
+        count = per_epoch * max(epochs - initial_epoch, 0)
+    # Known, so progress bars show the epoch's length from the first epoch on.
+    stream = stream.apply(tf.data.experimental.assert_cardinality(count))
+    return stream.prefetch(tf.data.AUTOTUNE), per_epoch
+
+
+def _initial_epoch(backup_dir):
+    """The epoch BackupAndRestore will resume at (0 without a backup)."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    return int(read_json(path).get("epoch", 0))
 
 
 def _bucketed_batch_count(app, dataset, batch_size):
@@ -204,13 +237,20 @@ def train(app, config, run_dir):
     keras.utils.set_random_seed(config.seed)
     model = app.build_model(config, data_info)
     model.summary()
-    train_batches = make_batches(app, config, loaded.splits["train"], training=True)
-    validation_batches = make_batches(app, config, loaded.splits["validation"], training=False)
+    train_batches, per_epoch = make_batches(
+        app,
+        config,
+        loaded.splits["train"],
+        training=True,
+        epochs=config.train.epochs,
+        initial_epoch=_initial_epoch(os.path.join(run_dir, "backup")),
+    )
+    validation_batches, _ = make_batches(app, config, loaded.splits["validation"], training=False)
     fit_history = model.fit(
         train_batches,
         validation_data=validation_batches,
         epochs=config.train.epochs,
-        steps_per_epoch=config.train.steps_per_epoch,
+        steps_per_epoch=min(config.train.steps_per_epoch or per_epoch, per_epoch),
         shuffle=False,  # make_batches shuffles; fit cannot shuffle a tf.data pipeline.
         callbacks=_callbacks(app, config, run_dir, resuming),
     )
@@ -256,7 +296,7 @@ def _best_epoch(app, history):
 def _count(dataset):
     count = int(dataset.cardinality())
     if count < 0:
-        count = int(dataset.reduce(0, lambda total, _: total + 1))
+        count = int(dataset.reduce(np.int64(0), lambda total, _: total + 1))
     return count
 
 

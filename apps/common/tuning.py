@@ -112,8 +112,8 @@ def tune(app, config, directory):
     hypermodel = ConfigHyperModel(app, config, data_info)
     tuner = make_tuner(hypermodel, app, tune_config, directory, config.seed)
     tuner.search_space_summary()
-    train_batches = training.make_batches(app, config, loaded.splits["train"], training=True)
-    validation_batches = training.make_batches(
+    train_batches, _ = training.make_batches(app, config, loaded.splits["train"], training=True)
+    validation_batches, _ = training.make_batches(
         app, config, loaded.splits["validation"], training=False
     )
     search_arguments = dict(validation_data=validation_batches, verbose=1)
