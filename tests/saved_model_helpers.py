@@ -67,7 +67,9 @@ def call_saved_model_in_fresh_process(export_dir, inputs, signature="serving_def
             timeout=300,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"Fresh-process load of {export_dir} failed:\n{result.stderr[-4000:]}")
+            raise RuntimeError(
+                f"Fresh-process load of {export_dir} failed:\n{result.stderr[-4000:]}"
+            )
         report = json.loads(result.stdout.strip().splitlines()[-1])
         if report["project_modules_imported"]:
             raise AssertionError(f"Project modules were imported: {report}")
