@@ -12,7 +12,36 @@ def _as_list(states):
 
 
 def _state_sizes(cell):
+    """The cell's state sizes, nested as its states are (stacked cells nest a list per cell)."""
     return _as_list(cell.state_size)
+
+
+def _prepare_keras_dropout_masks(cell, step_inputs, states):
+    """Draws the per-sequence dropout masks of Keras's own cells before the loop.
+
+    Keras's cells cache one mask per sequence on themselves; drawing it inside
+    the loop would draw it in the loop's graph. This mirrors keras.layers.RNN.
+    """
+    state = states[0] if isinstance(states, (list, tuple)) else states
+    if hasattr(cell, "get_dropout_mask") and hasattr(cell, "reset_dropout_mask"):
+        cell.get_dropout_mask(step_inputs)
+        cell.get_recurrent_dropout_mask(state)
+    if isinstance(cell, keras.layers.StackedRNNCells):
+        for inner, inner_states in zip(cell.cells, states, strict=True):
+            _prepare_keras_dropout_masks(inner, step_inputs, inner_states)
+            inner_states = (
+                list(inner_states) if keras.tree.is_nested(inner_states) else [inner_states]
+            )
+            step_inputs, _ = inner(step_inputs, inner_states)
+
+
+def _reset_keras_dropout_masks(cell):
+    """Clears the cached masks so that the next sequence draws new ones."""
+    if hasattr(cell, "reset_dropout_mask") and hasattr(cell, "reset_recurrent_dropout_mask"):
+        cell.reset_dropout_mask()
+        cell.reset_recurrent_dropout_mask()
+    for inner in getattr(cell, "cells", []):
+        _reset_keras_dropout_masks(inner)
 
 
 @keras.saving.register_keras_serializable(package="rnn_keras")
@@ -36,8 +65,10 @@ class Recurrent(keras.layers.Layer):
             sequence.
         stateful: carry the last states of batch i into batch i of the next
             call (needs a fixed batch size; `reset_state()` clears them).
-        zero_output_for_mask: output zeros at masked steps instead of the
-            previous output.
+        zero_output_for_mask: output zeros at masked steps of the returned
+            sequence (as cuDNN and `keras.layers.Bidirectional` do) instead of
+            repeating the last real output. Default True. The last output
+            (`return_sequences=False`) is always the last real step's.
 
     Call arguments:
         sequences: `(batch, time, features)`.
@@ -63,7 +94,7 @@ class Recurrent(keras.layers.Layer):
         return_state=False,
         go_backwards=False,
         stateful=False,
-        zero_output_for_mask=False,
+        zero_output_for_mask=True,
         **kwargs,
     ):
         if isinstance(cell, (list, tuple)):
@@ -104,7 +135,7 @@ class Recurrent(keras.layers.Layer):
                     initializer="zeros",
                     trainable=False,
                 )
-                for index, size in enumerate(_state_sizes(self.cell))
+                for index, size in enumerate(keras.tree.flatten(_state_sizes(self.cell)))
             ]
 
     def reset_state(self):
@@ -123,7 +154,9 @@ class Recurrent(keras.layers.Layer):
             output_shape = (sequences_shape[0], output_size)
         if not self.return_state:
             return output_shape
-        states = [(sequences_shape[0], size) for size in _state_sizes(self.cell)]
+        states = keras.tree.map_structure(
+            lambda size: (sequences_shape[0], size), _state_sizes(self.cell)
+        )
         return [output_shape, *states]
 
     def compute_mask(self, _, mask=None):
@@ -136,10 +169,10 @@ class Recurrent(keras.layers.Layer):
     def get_initial_state(self, batch_size):
         if hasattr(self.cell, "get_initial_state"):
             return _as_list(self.cell.get_initial_state(batch_size=batch_size))
-        return [
-            ops.zeros((batch_size, size), dtype=self.compute_dtype)
-            for size in _state_sizes(self.cell)
-        ]
+        return keras.tree.map_structure(
+            lambda size: ops.zeros((batch_size, size), dtype=self.compute_dtype),
+            _state_sizes(self.cell),
+        )
 
     def step(self, inputs, states):
         """One time step for streaming inference: `(batch, features)` -> `(output, new_states)`.
@@ -165,7 +198,10 @@ class Recurrent(keras.layers.Layer):
         return input_mask, recurrent_mask
 
     def _generic_loop(self, inputs, states, mask, recurrent_mask, training):
-        """Step-by-step loop for any cell; returns (outputs, final states), time-major."""
+        """Step-by-step loop for any cell, time-major.
+
+        Returns the output sequence, the last real output and the final states.
+        """
         cell = self.cell
         flat_states = keras.tree.flatten(states)
 
@@ -181,36 +217,45 @@ class Recurrent(keras.layers.Layer):
         previous_output = ops.zeros((batch_size, cell.output_size), dtype=inputs.dtype)
 
         def step(carry, xs):
-            *flat, output_before = carry
+            # keras.ops.scan emits the carry itself, so the carry holds both the
+            # last real output and the output emitted at this step.
+            *flat, output_before, _ = carry
             x_t = xs[0] if mask is not None else xs
             output, new_flat = call_cell(x_t, flat)
+            emitted = output
             if mask is not None:
                 m_t = xs[1]
                 new_flat = [
                     old + m_t * (new - old) for new, old in zip(new_flat, flat, strict=True)
                 ]
-                fallback = ops.zeros_like(output) if self.zero_output_for_mask else output_before
-                output = fallback + m_t * (output - fallback)
-            carry = (*new_flat, output)
+                output = output_before + m_t * (output - output_before)
+                emitted = output * m_t if self.zero_output_for_mask else output
+            carry = (*new_flat, output, emitted)
             return carry, carry
 
         xs = (inputs, mask) if mask is not None else inputs
-        final, sequences = scan(step, (*flat_states, previous_output), xs)
-        final_states = keras.tree.pack_sequence_as(states, list(final[:-1]))
-        return sequences[-1], _as_list(final_states)
+        initial = (*flat_states, previous_output, previous_output)
+        final, sequences = scan(step, initial, xs)
+        final_states = keras.tree.pack_sequence_as(states, list(final[:-2]))
+        return sequences[-1], final[-2], _as_list(final_states)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         batch_size = ops.shape(sequences)[0]
-        if initial_state is None:
-            initial_state = self.states if self.stateful else self.get_initial_state(batch_size)
-        states = [
-            ops.convert_to_tensor(state, dtype=self.compute_dtype)
-            for state in _as_list(initial_state)
-        ]
+        if initial_state is None and self.stateful:
+            initial_state = keras.tree.pack_sequence_as(_state_sizes(self.cell), self.states)
+        elif initial_state is None:
+            initial_state = self.get_initial_state(batch_size)
+        # Stacked cells nest their states: convert the leaves, keep the structure.
+        states = keras.tree.map_structure(
+            lambda state: ops.convert_to_tensor(state, dtype=self.compute_dtype),
+            _as_list(initial_state),
+        )
         input_mask, recurrent_mask = self._dropout_masks(sequences, states, training)
         if input_mask is not None:
             # One mask per sequence: applying it before the projection is exact.
             sequences = sequences * ops.expand_dims(input_mask, 1)
+        if not self.hoists_inputs:
+            _prepare_keras_dropout_masks(self.cell, sequences[:, 0, :], states)
         inputs = self.cell.project_inputs(sequences) if self.hoists_inputs else sequences
         inputs = ops.transpose(inputs, (1, 0, 2))
         if mask is not None:
@@ -231,15 +276,15 @@ class Recurrent(keras.layers.Layer):
             if mask is not None:
                 # The fused cells output their first state, which holds over
                 # masked steps; Keras outputs zeros before the first real step.
-                if self.zero_output_for_mask:
-                    outputs = outputs * mask
-                else:
-                    outputs = outputs * ops.cast(ops.cumsum(mask, axis=0) > 0, outputs.dtype)
+                outputs = outputs * ops.cast(ops.cumsum(mask, axis=0) > 0, outputs.dtype)
+            last_output = outputs[-1]
+            if mask is not None and self.zero_output_for_mask:
+                outputs = outputs * mask
         else:
-            outputs, final_states = self._generic_loop(
+            outputs, last_output, final_states = self._generic_loop(
                 inputs, states, mask, recurrent_mask, training
             )
-        last_output = outputs[-1]
+            _reset_keras_dropout_masks(self.cell)
         if self.stateful:
             for variable, value in zip(self.states, keras.tree.flatten(final_states), strict=True):
                 variable.assign(ops.cast(value, variable.dtype))
