@@ -7,15 +7,14 @@ from keras import ops
 from rnn_keras.attention import BahdanauAttention, LuongAttention
 from rnn_keras.cells import make_cell
 from rnn_keras.decoding import AttentionDecoder, beam_search, greedy_search, sampling_search
+from rnn_keras.recurrent import Recurrent
 
 ATTENTIONS = ("bahdanau", "luong", None)
 
 
 def _sequence_layer(cell, **kwargs):
-    # keras.layers.RNN (tf.while_loop over TensorArrays) traces with an unknown
-    # sequence length, which export needs; rnn_keras.Recurrent's keras.ops.scan
-    # loop does not trace that on TensorFlow (keras 3.15 scan fails on a None length).
-    return keras.layers.RNN(cell, **kwargs)
+    # Recurrent hoists the input projection and draws one dropout mask per sequence.
+    return Recurrent(cell, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="rnn_keras")

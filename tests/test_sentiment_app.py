@@ -128,6 +128,20 @@ def test_unknown_key_on_the_command_line_is_an_error_naming_it(workspace):
     assert "model.unitz: unknown key 'unitz'" in result.stderr
 
 
+def test_bad_data_file_is_an_error_naming_file_and_line_without_traceback(workspace):
+    path = os.path.join(workspace, "bad_reviews.csv")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("text,label\ngreat film,1\n   ,0\nawful film,0\n")
+    result = run_cli(
+        ["train", "--data", path, f"data.data_dir={os.path.join(workspace, 'tfds_bad')}"],
+        workspace,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{path}, line 3:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_run_directory_holds_every_artifact(trained_run):
     for name in (
         "config.json",

@@ -127,6 +127,15 @@ def run_command(app, command, argv, program=None):
         return _dispatch(app, command, arguments)
     except config_lib.ConfigError as error:
         parser.error(str(error))
+    except Exception as error:
+        # A bad input file or an unreachable catalog is the user's to fix: say
+        # what and where, without a traceback. (apps.common.data is looked up,
+        # not imported, so that --help never loads TensorFlow.)
+        data = sys.modules.get("apps.common.data")
+        if data and isinstance(error, (data.DataError, data.CatalogUnavailableError)):
+            print(f"{parser.prog}: error: {error}", file=sys.stderr)
+            return 2
+        raise
 
 
 def _dispatch(app, command, arguments):
