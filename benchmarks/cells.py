@@ -5,8 +5,8 @@ interleaved rounds so that drifts in machine load hit both sides alike.
 A training step is one `model.train_on_batch` (forward, backward and an Adam
 update); inference is one `model.predict_on_batch`. The printed ratio is
 Keras time / our time, so above 1 means rnn_keras is faster. Peak memory is
-the growth of the resident set size over a training step, measured per
-variant in a fresh subprocess.
+the peak resident set size of a fresh subprocess per variant that builds the
+model and runs three training steps (TensorFlow's own footprint included).
 
     python benchmarks/cells.py                      # batch 64, 100 steps, 64 features, 256 units
     python benchmarks/cells.py --rounds 20 --cells lstm gru
@@ -80,16 +80,19 @@ def timed(function):
 
 
 def measure_memory(args):
-    """Runs in a subprocess: RSS growth (MiB) over warm-up plus 3 training steps."""
+    """Runs in a subprocess: peak resident set size (MiB) after warm-up plus 3 training steps.
+
+    The whole process's peak, TensorFlow included, so the difference between the two
+    sides is what the layers cost.
+    """
     ours, theirs = VARIANTS[args.memory_variant]
     factory = ours if args.memory_side == "ours" else theirs
     x, y = data(args)
     model = build(factory(args.units), args)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for _ in range(3):
         model.train_on_batch(x, y)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_growth_mib": (after - before) / 1024}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mib": peak / 1024}))
 
 
 def memory_of(variant, side, args):
@@ -97,7 +100,7 @@ def memory_of(variant, side, args):
     command += ["--batch", str(args.batch), "--steps", str(args.steps)]
     command += ["--features", str(args.features), "--units", str(args.units)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])["peak_growth_mib"]
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
 def summary(values):

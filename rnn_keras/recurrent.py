@@ -197,8 +197,33 @@ class Recurrent(keras.layers.Layer):
             )
         return input_mask, recurrent_mask
 
-    def _generic_loop(self, inputs, states, mask, recurrent_mask, training):
-        """Step-by-step loop for any cell, time-major.
+    def _state_loop(self, inputs, states, mask, recurrent_mask, project_in_loop=False):
+        """The loop of an rnn_keras cell: carries and collects only its states.
+
+        keras.ops.scan keeps every carried tensor in TensorArrays (read, write
+        and collect per step); the cell's output is its first state, so nothing
+        else needs carrying. Returns the per-state sequences, time-major.
+        """
+        cell = self.cell
+
+        def step(carry, xs):
+            x_t = xs[0] if mask is not None else xs
+            if project_in_loop:
+                x_t = cell.project_inputs(x_t)
+            _, new_states = cell.recurrent_step(x_t, list(carry), recurrent_mask)
+            new_states = _as_list(new_states)
+            if mask is not None:
+                new_states = [
+                    old + xs[1] * (new - old) for new, old in zip(new_states, carry, strict=True)
+                ]
+            return tuple(new_states), tuple(new_states)
+
+        xs = (inputs, mask) if mask is not None else inputs
+        _, sequences = scan(step, tuple(states), xs)
+        return list(sequences)
+
+    def _generic_loop(self, inputs, states, mask, training):
+        """Step-by-step loop for any other Keras-contract cell, time-major.
 
         Returns the output sequence, the last real output and the final states.
         """
@@ -207,10 +232,7 @@ class Recurrent(keras.layers.Layer):
 
         def call_cell(x_t, flat):
             packed = keras.tree.pack_sequence_as(states, flat)
-            if self.hoists_inputs:
-                output, new = cell.recurrent_step(x_t, packed, recurrent_mask)
-            else:
-                output, new = cell(x_t, packed, training=training)
+            output, new = cell(x_t, packed, training=training)
             return output, keras.tree.flatten(new)
 
         batch_size = ops.shape(inputs)[1]
@@ -256,8 +278,16 @@ class Recurrent(keras.layers.Layer):
             sequences = sequences * ops.expand_dims(input_mask, 1)
         if not self.hoists_inputs:
             _prepare_keras_dropout_masks(self.cell, sequences[:, 0, :], states)
-        inputs = self.cell.project_inputs(sequences) if self.hoists_inputs else sequences
-        inputs = ops.transpose(inputs, (1, 0, 2))
+        # Time-major before the projection: transposing the narrow inputs is
+        # cheaper than transposing the projection (3-4 times the units wide).
+        inputs = ops.transpose(sequences, (1, 0, 2))
+        # Training hoists x_t W out of the loop. Inference projects inside the
+        # loop instead: x_t W does not depend on the state, so the loop's
+        # parallel iterations overlap it with the recurrent product of the
+        # step before, which a hoisted product, run before the loop, cannot.
+        project_in_loop = self.hoists_inputs and not training
+        if self.hoists_inputs and not project_in_loop:
+            inputs = self.cell.project_inputs(inputs)
         if mask is not None:
             mask = keras.tree.flatten(mask)[0]
             mask = ops.expand_dims(ops.transpose(ops.cast(mask, inputs.dtype)), -1)
@@ -265,25 +295,29 @@ class Recurrent(keras.layers.Layer):
             inputs = ops.flip(inputs, axis=0)
             mask = ops.flip(mask, axis=0) if mask is not None else None
 
-        fused = None
-        if self.hoists_inputs and training:
-            # The fused kernels save what their backward pass needs; without
-            # training the plain loop below does less work.
-            fused = self.cell.fused_sequence(inputs, states, mask, recurrent_mask, training)
-        if fused is not None:
-            outputs = fused[0]
-            final_states = [sequence[-1] for sequence in fused]
+        if self.hoists_inputs:
+            state_sequences = None
+            if training:
+                # The fused kernels save what their backward pass needs; without
+                # training the plain loop does less work.
+                state_sequences = self.cell.fused_sequence(
+                    inputs, states, mask, recurrent_mask, training
+                )
+            if state_sequences is None:
+                state_sequences = self._state_loop(
+                    inputs, states, mask, recurrent_mask, project_in_loop
+                )
+            outputs = state_sequences[0]
+            final_states = [sequence[-1] for sequence in state_sequences]
             if mask is not None:
-                # The fused cells output their first state, which holds over
-                # masked steps; Keras outputs zeros before the first real step.
+                # States hold over masked steps, so the output there repeats the
+                # last real one; Keras outputs zeros before the first real step.
                 outputs = outputs * ops.cast(ops.cumsum(mask, axis=0) > 0, outputs.dtype)
             last_output = outputs[-1]
             if mask is not None and self.zero_output_for_mask:
                 outputs = outputs * mask
         else:
-            outputs, last_output, final_states = self._generic_loop(
-                inputs, states, mask, recurrent_mask, training
-            )
+            outputs, last_output, final_states = self._generic_loop(inputs, states, mask, training)
             _reset_keras_dropout_masks(self.cell)
         if self.stateful:
             for variable, value in zip(self.states, keras.tree.flatten(final_states), strict=True):

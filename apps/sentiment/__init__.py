@@ -53,6 +53,10 @@ def search_space(hp):
         "model.pooling": hp.Choice("model.pooling", ["max", "attention", "mean", "last"]),
         "model.embedding_dim": hp.Choice("model.embedding_dim", [64, 128]),
         "model.dropout": round(hp.Float("model.dropout", 0.1, 0.5, step=0.1), 2),
+        "model.embedding_dropout": round(
+            hp.Float("model.embedding_dropout", 0.0, 0.5, step=0.1), 2
+        ),
+        "model.token_dropout": hp.Choice("model.token_dropout", [0.0, 0.1, 0.2]),
         "train.learning_rate": hp.Float("train.learning_rate", 3e-4, 3e-3, sampling="log"),
     }
 

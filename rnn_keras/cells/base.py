@@ -163,7 +163,10 @@ class RecurrentCell(keras.layers.Layer):
         raise NotImplementedError
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
-        """One step from projected inputs; returns `(output, new_states)`."""
+        """One step from projected inputs; returns `(output, new_states)`.
+
+        The output must be the first new state (`Recurrent` collects only states).
+        """
         raise NotImplementedError
 
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
