@@ -8,10 +8,13 @@ code path, in this process) and prints validation accuracy and wall time per dat
   Target: validation accuracy >= 0.89 within 30 minutes on the 2-core CPU.
 - SST-2: `../shared/data/sst2` (GLUE train.tsv / dev.tsv = tfds `glue/sst2` train and
   validation). Target: dev accuracy >= 0.85.
+- SST-2 warm-started from the IMDB run (`train.initialize_from`, transfer learning: the
+  embedding rows of shared words, the recurrent encoder and the classifier); needs the
+  IMDB run of the same `--output` first.
 
 Usage (from the repository root):
 
-    python benchmarks/sentiment.py                       # both, full data
+    python benchmarks/sentiment.py                       # imdb, sst2, sst2_warm; full data
     python benchmarks/sentiment.py --dataset imdb
     python benchmarks/sentiment.py --max-examples 300 train.epochs=1   # smoke test
     python benchmarks/sentiment.py --dataset sst2 model.units=128      # any override
@@ -42,12 +45,17 @@ DATASETS = {
         # the recurrent layers need a fixed length (see apps/sentiment/model.py).
         "overrides": ["model.sequence_length=64"],
     },
+    "sst2_warm": {
+        "source": os.path.join(SHARED_DATA, "sst2"),
+        "target": 0.85,
+        "overrides": ["model.sequence_length=64", "train.initialize_from={output}/imdb"],
+    },
 }
 
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=("imdb", "sst2", "both"), default="both")
+    parser.add_argument("--dataset", choices=(*DATASETS, "all"), default="all")
     parser.add_argument(
         "--max-examples", type=int, default=0, help="limit every split (smoke tests; 0: all)"
     )
@@ -65,7 +73,8 @@ def run_one(name, arguments):
     if not os.path.exists(spec["source"]):
         print(f"{name}: skipped, {spec['source']} is absent (see ../shared/data/README.md)")
         return None
-    overrides = [f"data.source={spec['source']}", *spec["overrides"], *arguments.overrides]
+    spec_overrides = [override.format(output=arguments.output) for override in spec["overrides"]]
+    overrides = [f"data.source={spec['source']}", *spec_overrides, *arguments.overrides]
     if arguments.max_examples:
         overrides.append(f"data.max_examples={arguments.max_examples}")
     config = config_lib.resolve_config(APP.config_class, None, overrides)
@@ -94,7 +103,7 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, ROOT)
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
-    names = ["imdb", "sst2"] if arguments.dataset == "both" else [arguments.dataset]
+    names = list(DATASETS) if arguments.dataset == "all" else [arguments.dataset]
     results = [result for result in (run_one(name, arguments) for name in names) if result]
     print("\n| dataset | validation accuracy | target | wall time (min) | epochs (best) |")
     print("|---|---|---|---|---|")

@@ -363,3 +363,36 @@ def test_evaluate_on_a_file_matches_the_models_own_predictions(workspace, traine
     assert positive["precision"] == pytest.approx(true_positives / max(np.sum(predicted == 1), 1))
     assert np.sum(report["confusion_matrix"]) == 40
     assert os.path.getsize(os.path.join(workspace, "eval", "confusion_matrix.png")) > 0
+
+
+def test_initialize_from_copies_shared_words_and_matching_layers(trained_run):
+    """A warm start from another run: embedding rows follow the words, not the row numbers."""
+    import keras
+
+    from apps.common import config as config_lib
+    from apps.common import training
+    from apps.sentiment import APP
+
+    source, config, source_info = training.load_run(APP, trained_run)
+    shared = list(reversed(source_info["vocabulary"][:10]))
+    info = {"class_names": source_info["class_names"], "vocabulary": ["zzznew", *shared]}
+    config = config_lib.apply_overrides(config, {"train.initialize_from": trained_run})
+    keras.utils.set_random_seed(7)
+    model = APP.build_model(config, info)
+    fresh_new_word = model.get_layer("embedding").get_weights()[0][2].copy()
+
+    copied = training.initialize_from_run(APP, model, info, trained_run)
+
+    embedding = model.get_layer("embedding").get_weights()[0]
+    source_embedding = source.get_layer("embedding").get_weights()[0]
+    source_row = {token: row + 2 for row, token in enumerate(source_info["vocabulary"])}
+    for row, token in enumerate(shared, start=3):
+        np.testing.assert_array_equal(embedding[row], source_embedding[source_row[token]])
+    np.testing.assert_array_equal(embedding[2], fresh_new_word)
+    recurrent = [layer for layer in model.layers if layer.name.startswith("recurrent_")]
+    assert recurrent and all(layer.name in copied for layer in recurrent)
+    for layer in recurrent + [model.get_layer("classifier")]:
+        for ours, theirs in zip(
+            layer.get_weights(), source.get_layer(layer.name).get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(ours, theirs)

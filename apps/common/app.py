@@ -48,6 +48,9 @@ class App:
     evaluate: Callable[[Callable, Any, dict, str], dict]
     example_length: Callable[[Any], Any] | None = None
     explain: Callable[[dict, list, str], None] | None = None
+    # (layer, source_layer, data_info, source_data_info) -> True when it copied the
+    # weights of a layer that depends on the data (e.g. an embedding over a vocabulary).
+    transfer_layer: Callable[[Any, Any, dict, dict], bool] | None = None
     # The logged metric that picks the best checkpoint and the best trial.
     objective: str = "val_accuracy"
     objective_direction: str = "max"

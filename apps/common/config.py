@@ -51,6 +51,10 @@ class TrainConfig:
     # Batches of examples of similar length waste fewer recurrent steps on padding.
     bucket_by_length: bool = True
     steps_per_epoch: int | None = None
+    # A finished run directory whose weights start this run (transfer learning):
+    # layers of the same name and weight shapes are copied; the app maps the
+    # vocabulary-dependent ones. Empty: random initialisation.
+    initialize_from: str = ""
 
 
 @dataclasses.dataclass

@@ -236,6 +236,8 @@ def train(app, config, run_dir):
     # Seeded here, after loading: data loading draws a varying amount of randomness.
     keras.utils.set_random_seed(config.seed)
     model = app.build_model(config, data_info)
+    if config.train.initialize_from and not resuming:
+        initialize_from_run(app, model, data_info, config.train.initialize_from)
     model.summary()
     train_batches, per_epoch = make_batches(
         app,
@@ -310,6 +312,37 @@ def load_run(app, run_dir):
     config = config_lib.load_config_file(app.config_class, config_path)
     model = keras.saving.load_model(best_path)
     return model, config, read_json(os.path.join(run_dir, DATA_INFO))
+
+
+def initialize_from_run(app, model, data_info, run_dir):
+    """Copies the weights of `run_dir`'s best model into `model`, layer by layer.
+
+    A layer takes its namesake's weights when their shapes agree, or when the app's
+    `transfer_layer` maps them (a vocabulary that differs); other layers keep their
+    fresh initialisation. Prints which layers were copied.
+    """
+    source, _, source_info = load_run(app, run_dir)
+    copied, fresh = [], []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        try:
+            source_layer = source.get_layer(layer.name)
+        except ValueError:
+            fresh.append(layer.name)
+            continue
+        if app.transfer_layer and app.transfer_layer(layer, source_layer, data_info, source_info):
+            copied.append(layer.name)
+        elif [w.shape for w in layer.weights] == [w.shape for w in source_layer.weights]:
+            layer.set_weights(source_layer.get_weights())
+            copied.append(layer.name)
+        else:
+            fresh.append(layer.name)
+    print(
+        f"initialized from {run_dir}: copied {', '.join(copied) or 'nothing'}"
+        + (f"; fresh: {', '.join(fresh)}" if fresh else "")
+    )
+    return copied
 
 
 def latest_run(app, root="runs"):

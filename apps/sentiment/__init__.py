@@ -125,4 +125,5 @@ APP = App(
     evaluate=evaluate,
     example_length=example_length,
     explain=explain,
+    transfer_layer=model.transfer_embedding,
 )

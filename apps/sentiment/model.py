@@ -208,72 +208,48 @@ def adapt_vocabulary(texts, max_tokens):
 
 
 def _recurrent_layers(model_config, return_sequences):
-    factory = getattr(rnn_keras, "recurrent_layers", None)
+    """The encoder layers, named `recurrent_<index>` so that warm starts find them."""
     cell_options = {"output_units": model_config.units} if model_config.cell == "jordan" else {}
-    if factory is not None:
-        return factory(
-            kind=model_config.cell,
-            units=model_config.units,
-            num_layers=model_config.num_layers,
-            bidirectional=model_config.bidirectional,
-            return_sequences=return_sequences,
-            recurrent_dropout=model_config.recurrent_dropout,
-            **cell_options,
-        )
-    # The library's stacked layers are not committed yet: Keras's own layers meanwhile.
-    keras_layers = {
-        "lstm": keras.layers.LSTM,
-        "gru": keras.layers.GRU,
-        "elman": keras.layers.SimpleRNN,
-    }
-    if model_config.cell not in keras_layers:
-        raise ValueError(f"model.cell={model_config.cell!r} needs rnn_keras.recurrent_layers")
-    layers = []
-    for index in range(model_config.num_layers):
-        last = index == model_config.num_layers - 1
-        layer = keras_layers[model_config.cell](
-            model_config.units,
-            return_sequences=return_sequences or not last,
-            recurrent_dropout=model_config.recurrent_dropout,
-        )
-        layers.append(keras.layers.Bidirectional(layer) if model_config.bidirectional else layer)
-    return layers
+    return rnn_keras.recurrent_layers(
+        kind=model_config.cell,
+        units=model_config.units,
+        num_layers=model_config.num_layers,
+        bidirectional=model_config.bidirectional,
+        return_sequences=return_sequences,
+        name="recurrent",
+        recurrent_dropout=model_config.recurrent_dropout,
+        **cell_options,
+    )
 
 
-_UNKNOWN_LENGTH_SUPPORT = {}
+def transfer_embedding(layer, source_layer, data_info, source_data_info):
+    """Warm start of the embedding from another run: rows of the words both vocabularies hold.
 
-
-def _handles_unknown_length(model_config):
-    """Whether the recurrent layers trace with an unknown number of time steps.
-
-    rnn_keras at commit 1b2ffc4 fails there (keras.ops.scan on TensorFlow calls
-    `assert_is_compatible_with` on a None length when it scans several sequences); then
-    texts are padded to the fixed `sequence_length` instead, which is correct but runs
-    every padded step.
+    The other rows keep their fresh initialisation. Returns False for any other layer, or
+    when the embedding sizes differ.
     """
-    key = (model_config.cell, model_config.bidirectional, model_config.num_layers)
-    if key not in _UNKNOWN_LENGTH_SUPPORT:
-        layers = _recurrent_layers(model_config, return_sequences=True)
-
-        def run(sequences, mask):
-            for layer in layers:
-                sequences = layer(sequences, mask=mask, training=True)
-            return sequences
-
-        signature = [
-            tf.TensorSpec((None, None, 4), tf.float32),
-            tf.TensorSpec((None, None), tf.bool),
-        ]
-        try:
-            tf.function(run, input_signature=signature).get_concrete_function()
-            _UNKNOWN_LENGTH_SUPPORT[key] = True
-        except Exception as error:  # noqa: BLE001 - any failure means: use a fixed length
-            print(
-                f"note: recurrent layers need a known length here ({type(error).__name__}); "
-                "padding every text to model.sequence_length"
-            )
-            _UNKNOWN_LENGTH_SUPPORT[key] = False
-    return _UNKNOWN_LENGTH_SUPPORT[key]
+    if layer.name != "embedding":
+        return False
+    source_weights = source_layer.get_weights()[0]
+    weights = layer.get_weights()[0]
+    if source_weights.shape[1] != weights.shape[1]:
+        return False
+    source_rows = {
+        token: row
+        for row, token in enumerate(
+            list(PADDING_AND_UNKNOWN) + list(source_data_info["vocabulary"])
+        )
+        if row < source_weights.shape[0]
+    }
+    tokens = list(PADDING_AND_UNKNOWN) + list(data_info["vocabulary"])
+    shared = 0
+    for row, token in enumerate(tokens[: weights.shape[0]]):
+        if token in source_rows:
+            weights[row] = source_weights[source_rows[token]]
+            shared += 1
+    layer.set_weights([weights])
+    print(f"embedding: {shared - 2:,} of {weights.shape[0] - 2:,} words from the earlier run")
+    return True
 
 
 def build_model(config, data_info):
@@ -286,9 +262,9 @@ def build_model(config, data_info):
         max_tokens=model_config.max_tokens,
         standardize=standardize_text,
         vocabulary=vocabulary,
-        output_sequence_length=(
-            None if _handles_unknown_length(model_config) else model_config.sequence_length
-        ),
+        # Each batch is padded to its longest text only (texts are cut at
+        # sequence_length below), so batches of short texts run fewer steps.
+        output_sequence_length=None,
         name="vectorizer",
     )
     token_ids = TruncateSequences(model_config.sequence_length, name="truncate")(vectorizer(text))
