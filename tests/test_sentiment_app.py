@@ -311,6 +311,9 @@ def test_tune_two_trials_writes_a_best_config_that_train_accepts(workspace):
     with open(os.path.join(directory, "trials.json")) as handle:
         continued = json.load(handle)
     assert len(continued) == 3 and continued[:2] == trials
+    # The third trial may have become the best: train what the search now names.
+    with open(os.path.join(directory, "best_config.json")) as handle:
+        best_config = json.load(handle)
 
     run_dir = os.path.join(workspace, "run_best")
     run_cli(
