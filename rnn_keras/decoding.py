@@ -35,32 +35,17 @@ def _time_loop(step, carry, outputs, time):
     """Runs `step(t, carry, previous_outputs) -> (carry, outputs)` for t < `time`.
 
     Returns the final carry and the outputs stacked on axis 1, `(batch, time, ...)`.
-    `time` may be unknown while tracing: `keras.ops.scan` cannot trace that on
-    TensorFlow (its static-shape check fails on a None length), so this loop
-    writes each step into preallocated buffers inside `keras.ops.fori_loop`.
+    `time` may be unknown while tracing: the loop scans over the positions
+    0..time-1, a single sequence, which `keras.ops.scan` traces on TensorFlow
+    (several sequences of unknown length it cannot).
     """
-    positions = ops.arange(time)
-    buffers = tuple(
-        ops.zeros((ops.shape(output)[0], time, *ops.shape(output)[1:]), output.dtype)
-        for output in outputs
+    final_carry, stacked = _scan_collect(
+        lambda carry, previous, t: step(t, carry, previous),
+        carry,
+        tuple(outputs),
+        xs=ops.arange(time),
     )
-
-    def body(t, state):
-        carry, previous_outputs, buffers = state
-        carry, new_outputs = step(t, carry, previous_outputs)
-        here = positions == t
-        buffers = tuple(
-            ops.where(
-                ops.reshape(here, (1, -1) + (1,) * (len(output.shape) - 1)),
-                ops.expand_dims(output, 1),
-                buffer,
-            )
-            for output, buffer in zip(new_outputs, buffers, strict=True)
-        )
-        return carry, tuple(new_outputs), buffers
-
-    carry, _, buffers = ops.fori_loop(0, time, body, (carry, tuple(outputs), buffers))
-    return carry, buffers
+    return final_carry, tuple(ops.moveaxis(output, 0, 1) for output in stacked)
 
 
 def _as_list(states):
