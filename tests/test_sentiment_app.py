@@ -399,3 +399,107 @@ def test_initialize_from_copies_shared_words_and_matching_layers(trained_run):
             layer.get_weights(), source.get_layer(layer.name).get_weights(), strict=True
         ):
             np.testing.assert_array_equal(ours, theirs)
+
+
+def test_warm_start_vocabulary_adds_the_earlier_runs_words_after_its_own(trained_run, tmp_path):
+    """Words the new train split lacks but the earlier run learned stay known."""
+    from apps.common import config as config_lib
+    from apps.common import training
+    from apps.sentiment import APP
+
+    _, config, source_info = training.load_run(APP, trained_run)
+    loaded = APP.load_data(config)
+    plain = APP.describe_data(config, loaded)["vocabulary"]
+    source_info["vocabulary"] = ["zzzonly", plain[0], "yyyonly", "x1", "x2"]
+    training.write_json(source_info, str(tmp_path / "data_info.json"))
+    warm = {"train.initialize_from": str(tmp_path), "model.max_tokens": len(plain) + 2 + 3}
+    vocabulary = APP.describe_data(config_lib.apply_overrides(config, warm), loaded)["vocabulary"]
+    # The train split's own words first, in order; then the new ones, up to max_tokens.
+    assert vocabulary == [*plain, "zzzonly", "yyyonly", "x1"]
+    missing = {"train.initialize_from": str(tmp_path / "absent")}
+    with pytest.raises(SystemExit, match="not a finished run directory"):
+        APP.describe_data(config_lib.apply_overrides(config, missing), loaded)
+
+
+def test_frozen_layers_keep_their_weights_while_the_rest_trains(trained_run):
+    import keras
+    import tensorflow as tf
+
+    from apps.common import config as config_lib
+    from apps.common import training
+    from apps.sentiment import APP
+
+    _, config, info = training.load_run(APP, trained_run)
+    model = APP.build_model(config, info)
+    with pytest.raises(config_lib.ConfigError, match="train.frozen_layers: .*'embeding'"):
+        training.freeze_layers(model, ["embeding"])
+    training.freeze_layers(model, ["embedding"])
+    assert model.optimizer.learning_rate.numpy() == pytest.approx(config.train.learning_rate)
+    before = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
+    batches = tf.data.Dataset.from_tensor_slices(
+        (["good great film", "bad awful plot"] * 8, [1, 0] * 8)
+    ).batch(8)
+    model.fit(batches, epochs=2, verbose=0, shuffle=False)
+    for layer in model.layers:
+        if layer.name in before:
+            same = all(
+                np.array_equal(old, new)
+                for old, new in zip(before[layer.name], layer.get_weights(), strict=True)
+            )
+            assert same == (layer.name == "embedding"), layer.name
+    assert isinstance(model.get_layer("embedding"), keras.layers.Embedding)
+
+
+def test_ema_validation_and_best_checkpoint_use_the_averaged_weights(workspace):
+    """With train.ema_momentum, the logged validation loss is the saved checkpoint's."""
+    from apps.common import config as config_lib
+    from apps.common import training
+    from apps.sentiment import APP
+
+    overrides = [
+        f"data.source={os.path.join(workspace, 'reviews.csv')}",
+        f"data.data_dir={os.path.join(workspace, 'tfds')}",
+        *TINY,
+        "train.ema_momentum=0.9",
+    ]
+    config = config_lib.resolve_config(APP.config_class, None, overrides)
+    run_dir = os.path.join(workspace, "run_ema")
+    with redirect_stdout(io.StringIO()):
+        metrics = training.train(APP, config, run_dir)
+    history = read_history(run_dir)
+    best = history[metrics["best_epoch"] - 1]
+    assert metrics["validation"]["loss"] == pytest.approx(best["val_loss"], rel=1e-4)
+    with pytest.raises(config_lib.ConfigError, match=r"train.ema_momentum: must be in \(0, 1\)"):
+        training.make_optimizer(
+            config_lib.apply_overrides(config, {"train.ema_momentum": 1.5}).train
+        )
+
+
+def test_tune_holds_fixed_keys_and_warm_starts_every_trial(workspace, trained_run):
+    from apps.common import config as config_lib
+    from apps.common import tuning
+    from apps.sentiment import APP
+
+    overrides = [
+        f"data.source={os.path.join(workspace, 'reviews.csv')}",
+        f"data.data_dir={os.path.join(workspace, 'tfds')}",
+        *TINY,
+        "tune.max_trials=2",
+        "tune.epochs=1",
+        "tune.fixed=model.cell,model.units,model.embedding_dim",
+        f"train.initialize_from={trained_run}",
+    ]
+    config = config_lib.resolve_config(APP.config_class, None, overrides)
+    directory = os.path.join(workspace, "search_warm")
+    output = io.StringIO()
+    with redirect_stdout(output):
+        tuning.tune(APP, config, directory)
+    with open(os.path.join(directory, "trials.json")) as handle:
+        trials = json.load(handle)
+    assert len(trials) == 2
+    assert all(t["model.cell"] == "gru" and t["model.units"] == 8 for t in trials), trials
+    # Same architecture as the earlier run, so every trial starts from its encoder.
+    assert output.getvalue().count("copied embedding, recurrent_0") >= len(trials)
+    bad = config_lib.apply_overrides(config, {"tune.fixed": ["model.colour"]})
+    with pytest.raises(config_lib.ConfigError, match="tune.fixed: 'model.colour' not in"):
+        tuning.fixed_hyperparameters(APP, bad)

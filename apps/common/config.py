@@ -46,6 +46,9 @@ class TrainConfig:
     learning_rate: float = 1e-3
     # Gradient clipping by global norm; None disables it.
     clipnorm: float | None = None
+    # Polyak averaging: validation, checkpoints and exports use an exponential moving
+    # average of the weights with this momentum (e.g. 0.999); None disables it.
+    ema_momentum: float | None = None
     early_stopping_patience: int = 2
     shuffle_buffer: int = 20000
     # Batches of examples of similar length waste fewer recurrent steps on padding.
@@ -55,6 +58,9 @@ class TrainConfig:
     # layers of the same name and weight shapes are copied; the app maps the
     # vocabulary-dependent ones. Empty: random initialisation.
     initialize_from: str = ""
+    # Layers (by name) whose weights stay fixed, e.g. ["embedding"] after a warm start:
+    # words the new training data lacks keep the meaning the earlier run gave them.
+    frozen_layers: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -69,6 +75,9 @@ class TuneConfig:
     # Hyperband's reduction factor.
     factor: int = 3
     directory: str | None = None
+    # Keys of the search space held at the base config's value, e.g. the architecture
+    # of a `train.initialize_from` run, so that every trial can take its weights.
+    fixed: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

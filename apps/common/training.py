@@ -42,9 +42,15 @@ BUCKET_BOUNDARIES = [8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 400, 51
 
 
 def make_optimizer(train_config):
-    """Adam with the configured learning rate and optional clipping by global norm."""
+    """Adam with the configured learning rate, optional clipping by global norm and EMA."""
+    momentum = train_config.ema_momentum
+    if momentum is not None and not 0.0 < momentum < 1.0:
+        raise config_lib.ConfigError(f"train.ema_momentum: must be in (0, 1), got {momentum!r}")
     return keras.optimizers.Adam(
-        learning_rate=train_config.learning_rate, clipnorm=train_config.clipnorm
+        learning_rate=train_config.learning_rate,
+        clipnorm=train_config.clipnorm,
+        use_ema=momentum is not None,
+        ema_momentum=0.99 if momentum is None else momentum,
     )
 
 
@@ -183,6 +189,12 @@ def _callbacks(app, config, run_dir, resuming):
     callbacks = [
         # First, so that its backup is on disk before anything else can fail this epoch.
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), double_checkpoint=True),
+    ]
+    if config.train.ema_momentum is not None:
+        # Between the backup (training weights, EMA in the optimizer state) and the
+        # checkpoint: validation and the best checkpoint see the averaged weights.
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    callbacks += [
         checkpoint,
         keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY), append=resuming),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
@@ -238,6 +250,7 @@ def train(app, config, run_dir):
     model = app.build_model(config, data_info)
     if config.train.initialize_from and not resuming:
         initialize_from_run(app, model, data_info, config.train.initialize_from)
+    freeze_layers(model, config.train.frozen_layers)
     model.summary()
     train_batches, per_epoch = make_batches(
         app,
@@ -302,6 +315,14 @@ def _count(dataset):
     return count
 
 
+def read_run_data_info(run_dir):
+    """The data_info.json of a finished run directory; a clear error when it is not one."""
+    path = os.path.join(run_dir, DATA_INFO)
+    if not os.path.exists(path):
+        raise SystemExit(f"{run_dir} is not a finished run directory: {path} is missing")
+    return read_json(path)
+
+
 def load_run(app, run_dir):
     """The best model, config and data info of a finished run directory."""
     best_path = os.path.join(run_dir, BEST_MODEL)
@@ -343,6 +364,25 @@ def initialize_from_run(app, model, data_info, run_dir):
         + (f"; fresh: {', '.join(fresh)}" if fresh else "")
     )
     return copied
+
+
+def freeze_layers(model, names):
+    """Marks the named layers not trainable and recompiles `model` (same optimizer config)."""
+    if not names:
+        return
+    known = [layer.name for layer in model.layers if layer.weights]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise config_lib.ConfigError(
+            f"train.frozen_layers: no layer with weights named {', '.join(map(repr, unknown))}"
+            f" (layers: {', '.join(known)})"
+        )
+    compile_config = model.get_compile_config()
+    for name in names:
+        model.get_layer(name).trainable = False
+    # Trainability is read when the train step is built, that is by compile.
+    model.compile_from_config(compile_config)
+    print(f"frozen: {', '.join(names)}")
 
 
 def latest_run(app, root="runs"):

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 
+import keras
 import keras_tuner
 
 from apps.common import config as config_lib
@@ -39,14 +40,42 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         return config_lib.apply_overrides(self.base_config, self.app.search_space(hp))
 
     def build(self, hp):
-        return self.app.build_model(self.config_for(hp), self.data_info)
+        config = self.config_for(hp)
+        model = self.app.build_model(config, self.data_info)
+        if config.train.initialize_from:
+            training.initialize_from_run(
+                self.app, model, self.data_info, config.train.initialize_from
+            )
+        training.freeze_layers(model, config.train.frozen_layers)
+        return model
 
 
-def make_tuner(hypermodel, app, tune_config, directory, seed):
+def fixed_hyperparameters(app, config):
+    """A `HyperParameters` holding `tune.fixed` keys at the base config's values."""
+    probe = keras_tuner.HyperParameters()
+    searched = app.search_space(probe)
+    unknown = [key for key in config.tune.fixed if key not in searched]
+    if unknown:
+        raise config_lib.ConfigError(
+            f"tune.fixed: {', '.join(map(repr, unknown))} not in the search space "
+            f"({', '.join(searched)})"
+        )
+    flat = config_lib.config_to_dict(config)
+    hyperparameters = keras_tuner.HyperParameters()
+    for key in config.tune.fixed:
+        value = flat
+        for part in key.split("."):
+            value = value[part]
+        hyperparameters.Fixed(key, value)
+    return hyperparameters
+
+
+def make_tuner(hypermodel, app, tune_config, directory, seed, hyperparameters=None):
     """The keras-tuner `Tuner` named by `tune.tuner`, resumable in `directory`."""
     objective = keras_tuner.Objective(app.objective, direction=app.objective_direction)
     common = dict(
         objective=objective,
+        hyperparameters=hyperparameters,
         directory=os.path.dirname(os.path.abspath(directory)),
         project_name=os.path.basename(os.path.abspath(directory)),
         overwrite=False,
@@ -110,17 +139,23 @@ def tune(app, config, directory):
     loaded = training.load_splits(app, config)
     data_info = app.describe_data(config, loaded)
     hypermodel = ConfigHyperModel(app, config, data_info)
-    tuner = make_tuner(hypermodel, app, tune_config, directory, config.seed)
+    tuner = make_tuner(
+        hypermodel, app, tune_config, directory, config.seed, fixed_hyperparameters(app, config)
+    )
     tuner.search_space_summary()
     train_batches, _ = training.make_batches(app, config, loaded.splits["train"], training=True)
     validation_batches, _ = training.make_batches(
         app, config, loaded.splits["validation"], training=False
     )
-    search_arguments = dict(validation_data=validation_batches, verbose=1)
+    # make_batches shuffles; fit cannot shuffle a tf.data pipeline.
+    search_arguments = dict(validation_data=validation_batches, verbose=1, shuffle=False)
     if tune_config.tuner != "hyperband":
         search_arguments["epochs"] = tune_config.epochs
     if config.train.steps_per_epoch:
         search_arguments["steps_per_epoch"] = config.train.steps_per_epoch
+    if config.train.ema_momentum is not None:
+        # Trials are scored with the averaged weights, as `train` scores its epochs.
+        search_arguments["callbacks"] = [keras.callbacks.SwapEMAWeights()]
     tuner.search(train_batches, **search_arguments)
 
     rows = summary_rows(tuner, app)

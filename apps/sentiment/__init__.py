@@ -6,6 +6,7 @@ trains, tunes, evaluates, exports and serves it without knowing it is sentiment.
 
 import numpy as np
 
+from apps.common import training
 from apps.common.app import App
 from apps.sentiment import model
 from apps.sentiment.config import SentimentConfig
@@ -18,12 +19,20 @@ def load_data(config):
 
 
 def describe_data(config, loaded):
-    """Class names and the vocabulary adapted on the train split (saved as data_info.json)."""
+    """Class names and the vocabulary adapted on the train split (saved as data_info.json).
+
+    With `train.initialize_from`, the earlier run's words fill what is left of
+    `model.max_tokens` after the train split's own: their embeddings were trained, so
+    words the train split lacks are still understood at test time.
+    """
     texts = loaded.splits["train"].map(lambda example: example["text"])
-    return {
-        "class_names": list(loaded.info["class_names"]),
-        "vocabulary": model.adapt_vocabulary(texts, config.model.max_tokens),
-    }
+    vocabulary = model.adapt_vocabulary(texts, config.model.max_tokens)
+    if config.train.initialize_from:
+        source_info = training.read_run_data_info(config.train.initialize_from)
+        vocabulary = model.extend_vocabulary(
+            vocabulary, source_info["vocabulary"], config.model.max_tokens
+        )
+    return {"class_names": list(loaded.info["class_names"]), "vocabulary": vocabulary}
 
 
 def build_model(config, data_info):

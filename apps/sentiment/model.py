@@ -207,6 +207,14 @@ def adapt_vocabulary(texts, max_tokens):
     return [token for token in vectorizer.get_vocabulary() if token not in PADDING_AND_UNKNOWN]
 
 
+def extend_vocabulary(vocabulary, extra_words, max_tokens):
+    """`vocabulary` followed by the `extra_words` it lacks, `max_tokens - 2` words in all."""
+    known = set(vocabulary)
+    room = max_tokens - len(PADDING_AND_UNKNOWN) - len(vocabulary)
+    added = [word for word in extra_words if word not in known and word not in PADDING_AND_UNKNOWN]
+    return list(vocabulary) + added[: max(room, 0)]
+
+
 def _recurrent_layers(model_config, return_sequences):
     """The encoder layers, named `recurrent_<index>` so that warm starts find them."""
     cell_options = {"output_units": model_config.units} if model_config.cell == "jordan" else {}
