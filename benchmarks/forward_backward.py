@@ -8,6 +8,11 @@ the difference of the two. Meant as the guide for work on the hand-written kerne
 
     python benchmarks/forward_backward.py                  # LSTM and GRU, batch 64, 100 steps
     python benchmarks/forward_backward.py --cells lstm --rounds 30
+
+It also times the matrix products no LSTM/GRU training step can avoid ("floor"): the
+forward loop's h_{t-1} U, the backward loop's dz_t U^T (each a scan over the steps with
+nothing else in it) and the recurrent kernel's gradient sum_t h_{t-1}^T dz_t as one
+product. No implementation of the layer on this machine can train faster than their sum.
 """
 
 import argparse
@@ -29,6 +34,9 @@ LAYERS = {
 }
 
 
+GATES = {"lstm": 4, "gru": 3}
+
+
 def timed_functions(layer, inputs):
     layer(inputs)
     forward = tf.function(lambda x: layer(x, training=True))
@@ -41,6 +49,46 @@ def timed_functions(layer, inputs):
         return tape.gradient(loss, layer.trainable_variables)
 
     return {"forward": forward, "forward+backward": forward_backward}
+
+
+def matmul_floor_functions(batch, steps, units, gates):
+    """The unavoidable products of a training step, each in one tf.function (see above)."""
+    from keras import ops
+
+    rng = np.random.default_rng(1)
+    kernel = tf.constant(rng.normal(size=(units, gates * units)).astype("float32") * 0.05)
+    hidden = tf.constant(rng.normal(size=(steps, batch, units)).astype("float32"))
+    deltas = tf.constant(rng.normal(size=(steps, batch, gates * units)).astype("float32"))
+
+    @tf.function
+    def forward_loop(hidden):
+        def step(h, _):
+            h = ops.matmul(h, kernel)[:, :units]
+            return h, h
+
+        return rnn_keras.kernels.scan(step, hidden[0], hidden)[1]
+
+    @tf.function
+    def backward_loop(deltas):
+        transposed = ops.transpose(kernel)
+
+        def step(dz, _):
+            dh = ops.matmul(dz, transposed)
+            dz = ops.tile(dh, (1, gates))
+            return dz, dz
+
+        return rnn_keras.kernels.scan(step, deltas[0], deltas, reverse=True)[1]
+
+    @tf.function
+    def kernel_gradient(hidden, deltas):
+        flat_hidden = ops.reshape(hidden, (-1, units))
+        return ops.matmul(ops.transpose(flat_hidden), ops.reshape(deltas, (-1, gates * units)))
+
+    return {
+        "forward loop h U": lambda: forward_loop(hidden),
+        "backward loop dz U^T": lambda: backward_loop(deltas),
+        "kernel gradient": lambda: kernel_gradient(hidden, deltas),
+    }
 
 
 def main():
@@ -60,6 +108,14 @@ def main():
         for side, factory in (("rnn_keras", ours), ("keras", theirs)):
             for part, function in timed_functions(factory(args.units), inputs).items():
                 functions[(cell, side, part)] = function
+    floors = {
+        cell: matmul_floor_functions(args.batch, args.steps, args.units, GATES[cell])
+        for cell in args.cells
+        if cell in GATES
+    }
+    for cell, parts in floors.items():
+        for part, function in parts.items():
+            functions[(cell, "floor", part)] = lambda x, function=function: function()
     for function in functions.values():  # trace and warm up
         function(inputs)
         function(inputs)
@@ -80,6 +136,10 @@ def main():
             forward = np.median(times[(cell, side, "forward")]) * 1000
             both = np.median(times[(cell, side, "forward+backward")]) * 1000
             print(f"| {cell} | {side} | {forward:.0f} | {both:.0f} | {both - forward:.0f} |")
+    for cell, parts in floors.items():
+        medians = {part: np.median(times[(cell, "floor", part)]) * 1000 for part in parts}
+        listed = ", ".join(f"{part} {value:.0f}" for part, value in medians.items())
+        print(f"{cell} matmul floor: {listed}; sum {sum(medians.values()):.0f} ms")
 
 
 if __name__ == "__main__":
