@@ -477,7 +477,7 @@ def test_ema_validation_and_best_checkpoint_use_the_averaged_weights(workspace):
 
 def test_tune_holds_fixed_keys_and_warm_starts_every_trial(workspace, trained_run):
     from apps.common import config as config_lib
-    from apps.common import tuning
+    from apps.common import training, tuning
     from apps.sentiment import APP
 
     overrides = [
@@ -500,6 +500,14 @@ def test_tune_holds_fixed_keys_and_warm_starts_every_trial(workspace, trained_ru
     assert all(t["model.cell"] == "gru" and t["model.units"] == 8 for t in trials), trials
     # Same architecture as the earlier run, so every trial starts from its encoder.
     assert output.getvalue().count("copied embedding, recurrent_0") >= len(trials)
+    # The best trial's own model is a run directory scoring what the search reported.
+    best_run = os.path.join(directory, tuning.BEST_RUN)
+    best_score = max(trial["val_accuracy"] for trial in trials)
+    with open(os.path.join(best_run, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    assert metrics["validation"]["accuracy"] == pytest.approx(best_score, abs=1e-6)
+    model, best_config, _ = training.load_run(APP, best_run)
+    assert best_config.train.initialize_from == trained_run and model.count_params() > 0
     bad = config_lib.apply_overrides(config, {"tune.fixed": ["model.colour"]})
     with pytest.raises(config_lib.ConfigError, match="tune.fixed: 'model.colour' not in"):
         tuning.fixed_hyperparameters(APP, bad)

@@ -10,6 +10,7 @@ continues the search where it stopped (finished trials are kept, not repeated).
 import importlib.util
 import json
 import os
+import warnings
 
 import keras
 import keras_tuner
@@ -18,6 +19,8 @@ from apps.common import config as config_lib
 from apps.common import training
 
 BEST_CONFIG = "best_config.json"
+# The best trial's trained model as a run directory: evaluate, export and predict take it.
+BEST_RUN = "best_run"
 
 
 class ConfigHyperModel(keras_tuner.HyperModel):
@@ -169,5 +172,35 @@ def tune(app, config, directory):
     with open(os.path.join(directory, "trials.json"), "w", encoding="utf-8") as handle:
         json.dump(rows, handle, indent=2)
     print(f"best trial {best.trial_id}: {app.objective}={best.score:.4f}")
+    run_dir = save_best_run(tuner, best_config, data_info, validation_batches, directory)
     print(f"wrote {path}; train it with: --config {path}")
+    print(f"wrote {run_dir}: the best trial's model; export it with: export --model {run_dir}")
     return path
+
+
+def save_best_run(tuner, best_config, data_info, validation_batches, directory):
+    """Writes the best trial's weights (its best epoch) as a finished run directory.
+
+    A retrained best config lands elsewhere (other initial weights and batches); this is
+    the very model the search scored.
+    """
+    run_dir = os.path.join(directory, BEST_RUN)
+    os.makedirs(os.path.join(run_dir, os.path.dirname(training.BEST_MODEL)), exist_ok=True)
+    with warnings.catch_warnings():
+        # The trial checkpoints hold Adam's state too; the fresh model's optimizer is
+        # not built yet, and the weights, which are what counts here, load all the same.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model = tuner.get_best_models(num_models=1)[0]
+    # Built, so that the saved file loads without a mismatch of optimizer variables.
+    model.optimizer.build(model.trainable_variables)
+    model.save(os.path.join(run_dir, training.BEST_MODEL))
+    config_lib.save_config(best_config, os.path.join(run_dir, config_lib.CONFIG_FILENAME))
+    training.write_json(data_info, os.path.join(run_dir, training.DATA_INFO))
+    evaluation = model.evaluate(validation_batches, return_dict=True, verbose=0)
+    metrics = {
+        "validation": {key: float(value) for key, value in evaluation.items()},
+        "search": os.path.abspath(directory),
+        "trial": tuner.oracle.get_best_trials(num_trials=1)[0].trial_id,
+    }
+    training.write_json(metrics, os.path.join(run_dir, training.METRICS))
+    return run_dir
