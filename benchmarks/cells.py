@@ -62,7 +62,7 @@ VARIANTS = {
 
 def build(layer, args):
     model = keras.Sequential([keras.Input((args.steps, args.features)), layer])
-    model.compile(optimizer="adam", loss="mse")
+    model.compile(optimizer="adam", loss="mse", jit_compile=args.jit_compile)
     return model
 
 
@@ -128,6 +128,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--cells", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument(
+        "--jit-compile", action="store_true", help="compile both sides' steps with XLA"
+    )
     parser.add_argument("--memory-variant", help=argparse.SUPPRESS)
     parser.add_argument("--memory-side", help=argparse.SUPPRESS)
     args = parser.parse_args()
