@@ -14,7 +14,8 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(
-            "usage: rnn-keras <app> {train,evaluate,export,predict,tune} [options] [key=value ...]"
+            "usage: rnn-keras <app> {train,evaluate,export,predict,tune,ensemble} [options] "
+            "[key=value ...]"
         )
         print("apps: sentiment (more as they are added); e.g. rnn-keras sentiment train --help")
         return 0 if argv else 2

@@ -511,3 +511,51 @@ def test_tune_holds_fixed_keys_and_warm_starts_every_trial(workspace, trained_ru
     bad = config_lib.apply_overrides(config, {"tune.fixed": ["model.colour"]})
     with pytest.raises(config_lib.ConfigError, match="tune.fixed: 'model.colour' not in"):
         tuning.fixed_hyperparameters(APP, bad)
+
+
+def test_ensemble_averages_runs_and_exports_as_one_saved_model(workspace, trained_run, tmp_path):
+    import shutil
+
+    import keras
+    import tensorflow as tf
+
+    import apps.sentiment  # noqa: F401 - registers the app's layers for loading
+    from apps.common import training
+
+    other_run = os.path.join(workspace, "run_seed5")
+    run_cli([*train_arguments(workspace, other_run), "--seed", "5"], workspace)
+    ensemble_run = str(tmp_path / "ensemble")
+    result = run_cli(
+        ["ensemble", "--models", trained_run, other_run, "--run-dir", ensemble_run], workspace
+    )
+    assert "ensemble of 2: validation accuracy" in result.stdout
+
+    members = [
+        keras.saving.load_model(os.path.join(run, training.BEST_MODEL))
+        for run in (trained_run, other_run)
+    ]
+    expected = np.mean([m.predict(tf.constant(TEXTS), verbose=0) for m in members], axis=0)
+    assert not np.allclose(expected, members[0].predict(tf.constant(TEXTS), verbose=0))
+    base = str(tmp_path / "saved_models")
+    run_cli(["export", "--model", ensemble_run, "--base-dir", base], workspace)
+    outputs = call_saved_model_in_fresh_process(
+        os.path.join(base, "sentiment", "1"), {"text": np.array(TEXTS, dtype=object)}
+    )
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-5)
+    with open(os.path.join(ensemble_run, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    assert [member["run"] for member in metrics["members"]] == [trained_run, other_run]
+
+    # Members must average the same classes.
+    mismatched = str(tmp_path / "mismatched")
+    shutil.copytree(trained_run, mismatched)
+    info = training.read_json(os.path.join(mismatched, "data_info.json"))
+    training.write_json(
+        {**info, "class_names": ["pos", "neg"]}, os.path.join(mismatched, "data_info.json")
+    )
+    failed = run_cli(
+        ["ensemble", "--models", trained_run, mismatched, "--run-dir", str(tmp_path / "bad")],
+        workspace,
+        check=False,
+    )
+    assert failed.returncode != 0 and f"--models {mismatched}: class names" in failed.stderr

@@ -1,6 +1,6 @@
 """The command line shared by all apps: `python -m apps.<app> <command> [options] [key=value ...]`.
 
-Commands: train, evaluate, export, predict, tune. The config is resolved from the app's
+Commands: train, evaluate, export, predict, tune, ensemble. The config is resolved from the app's
 defaults, then `--config FILE.json`, then `--data` (sets `data.source`), `--seed`, and
 dotted overrides such as `model.units=128`; the same through `rnn-keras <app> ...`.
 """
@@ -13,7 +13,7 @@ import sys
 
 from apps.common import config as config_lib
 
-COMMANDS = ("train", "evaluate", "export", "predict", "tune")
+COMMANDS = ("train", "evaluate", "export", "predict", "tune", "ensemble")
 
 
 def _add_config_options(parser):
@@ -68,6 +68,11 @@ def build_parser(app, command, program=None):
     elif command == "export":
         _add_model_option(parser)
         parser.add_argument("--base-dir", help="export root (default: export.base_dir)")
+    elif command == "ensemble":
+        parser.add_argument(
+            "--models", nargs="+", required=True, metavar="DIR", help="finished run directories"
+        )
+        parser.add_argument("--run-dir", required=True, help="where the ensemble run is written")
     elif command == "predict":
         _add_model_option(parser)
         parser.add_argument("texts", nargs="*", help="inputs; none: read --file or stdin")
@@ -181,6 +186,13 @@ def _dispatch(app, command, arguments):
         else:
             for line in model.predict(lines):
                 print(line)
+    elif command == "ensemble":
+        from apps.common import ensemble
+
+        for path in arguments.models:
+            if not os.path.isdir(path):
+                raise SystemExit(f"--models {path}: no such directory")
+        ensemble.build_ensemble(app, arguments.models, arguments.run_dir)
     elif command == "evaluate":
         from apps.common import evaluation, export
 

@@ -322,7 +322,9 @@ def serving_endpoints(model, config, data_info):
         return {"probabilities": probabilities, "label": label_of(probabilities)}
 
     endpoints = {"serving_default": (serve, signature)}
-    if config.model.pooling == "attention":
+    layer_names = {layer.name for layer in model.layers}
+    # An ensemble (apps.common.ensemble) holds whole models, not one attention layer.
+    if config.model.pooling == "attention" and {"truncate", "pooling"} <= layer_names:
         explainer = keras.Model(
             model.inputs,
             [
