@@ -2,8 +2,10 @@
 
 The app's `search_space(hp)` returns dotted config overrides, so a trial is a config:
 `ConfigHyperModel.build(hp)` applies them and calls the app's ordinary `build_model`,
-and the best trial is written as a complete config JSON that `train --config` accepts.
-The search directory is opened with `overwrite=False`: restarting the same command
+and the best trial is written as a complete config JSON that `train --config` accepts,
+and its trained model as the run directory `best_run/`. `tune.fixed` holds keys of the
+space at the base config's values; with `train.initialize_from` every trial is
+warm-started (e.g. searching the fine-tuning of a fixed architecture). The search directory is opened with `overwrite=False`: restarting the same command
 continues the search where it stopped (finished trials are kept, not repeated).
 """
 
