@@ -22,7 +22,6 @@ import os
 
 import keras
 
-from apps.common import config as config_lib
 from apps.common import training
 
 
@@ -81,12 +80,7 @@ def build_ensemble(app, runs, run_dir):
     scores = ensemble.evaluate(validation, return_dict=True, verbose=0)
     metrics = {"validation": _floats(scores), "members": member_metrics}
 
-    os.makedirs(os.path.join(run_dir, os.path.dirname(training.BEST_MODEL)), exist_ok=True)
-    ensemble.optimizer.build(ensemble.trainable_variables)
-    ensemble.save(os.path.join(run_dir, training.BEST_MODEL))
-    config_lib.save_config(config, os.path.join(run_dir, config_lib.CONFIG_FILENAME))
-    training.write_json(data_infos[0], os.path.join(run_dir, training.DATA_INFO))
-    training.write_json(metrics, os.path.join(run_dir, training.METRICS))
+    training.write_finished_run(run_dir, ensemble, config, data_infos[0], metrics)
     objective = app.objective.removeprefix("val_")
     for member in member_metrics:
         print(f"{member['run']}: validation {objective} {member['validation'][objective]:.4f}")

@@ -315,6 +315,20 @@ def _count(dataset):
     return count
 
 
+def write_finished_run(run_dir, model, config, data_info, metrics):
+    """Writes a model made outside `train` (best trial, ensemble) as a finished run directory.
+
+    `load_run`, `evaluate`, `export` and `predict` then take it like a trained run.
+    """
+    os.makedirs(os.path.join(run_dir, os.path.dirname(BEST_MODEL)), exist_ok=True)
+    # Built, so that the saved file loads without a mismatch of optimizer variables.
+    model.optimizer.build(model.trainable_variables)
+    model.save(os.path.join(run_dir, BEST_MODEL))
+    config_lib.save_config(config, os.path.join(run_dir, config_lib.CONFIG_FILENAME))
+    write_json(data_info, os.path.join(run_dir, DATA_INFO))
+    write_json(metrics, os.path.join(run_dir, METRICS))
+
+
 def read_run_data_info(run_dir):
     """The data_info.json of a finished run directory; a clear error when it is not one."""
     path = os.path.join(run_dir, DATA_INFO)

@@ -187,22 +187,16 @@ def save_best_run(tuner, best_config, data_info, validation_batches, directory):
     the very model the search scored.
     """
     run_dir = os.path.join(directory, BEST_RUN)
-    os.makedirs(os.path.join(run_dir, os.path.dirname(training.BEST_MODEL)), exist_ok=True)
     with warnings.catch_warnings():
         # The trial checkpoints hold Adam's state too; the fresh model's optimizer is
         # not built yet, and the weights, which are what counts here, load all the same.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         model = tuner.get_best_models(num_models=1)[0]
-    # Built, so that the saved file loads without a mismatch of optimizer variables.
-    model.optimizer.build(model.trainable_variables)
-    model.save(os.path.join(run_dir, training.BEST_MODEL))
-    config_lib.save_config(best_config, os.path.join(run_dir, config_lib.CONFIG_FILENAME))
-    training.write_json(data_info, os.path.join(run_dir, training.DATA_INFO))
     evaluation = model.evaluate(validation_batches, return_dict=True, verbose=0)
     metrics = {
         "validation": {key: float(value) for key, value in evaluation.items()},
         "search": os.path.abspath(directory),
         "trial": tuner.oracle.get_best_trials(num_trials=1)[0].trial_id,
     }
-    training.write_json(metrics, os.path.join(run_dir, training.METRICS))
+    training.write_finished_run(run_dir, model, best_config, data_info, metrics)
     return run_dir
