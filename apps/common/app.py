@@ -22,6 +22,8 @@ calls the functions below:
 - `parse_inputs(lines)`: the serving inputs for `predict` from lines of text.
 - `format_outputs(lines, outputs)`: lines to print for `predict`.
 - `evaluate(serving_function, dataset, data_info, output_dir)`: metrics dict; writes plots.
+- `tokens_of(example)`: optional; the words the model reads in one dataset element, as a
+  1-D tf.string tensor, split exactly as the model splits them (enables `vectors`).
 - `explain(outputs, lines, output_dir)`: optional; prints and plots an `explain` endpoint's
   outputs (e.g. attention weights per token).
 """
@@ -48,6 +50,7 @@ class App:
     evaluate: Callable[[Callable, Any, dict, str], dict]
     example_length: Callable[[Any], Any] | None = None
     explain: Callable[[dict, list, str], None] | None = None
+    tokens_of: Callable[[dict], Any] | None = None
     # (layer, source_layer, data_info, source_data_info) -> True when it copied the
     # weights of a layer that depends on the data (e.g. an embedding over a vocabulary).
     transfer_layer: Callable[[Any, Any, dict, dict], bool] | None = None

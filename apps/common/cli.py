@@ -1,6 +1,7 @@
 """The command line shared by all apps: `python -m apps.<app> <command> [options] [key=value ...]`.
 
-Commands: train, evaluate, export, predict, tune, ensemble. The config is resolved from the app's
+Commands: train, evaluate, export, predict, tune, ensemble, and `vectors` for apps whose
+model reads words (word vectors learned from the data's text, `apps.common.word_vectors`). The config is resolved from the app's
 defaults, then `--config FILE.json`, then `--data` (sets `data.source`), `--seed`, and
 dotted overrides such as `model.units=128`; the same through `rnn-keras <app> ...`.
 """
@@ -13,7 +14,7 @@ import sys
 
 from apps.common import config as config_lib
 
-COMMANDS = ("train", "evaluate", "export", "predict", "tune", "ensemble")
+COMMANDS = ("train", "evaluate", "export", "predict", "tune", "ensemble", "vectors")
 
 
 def _add_config_options(parser):
@@ -73,6 +74,23 @@ def build_parser(app, command, program=None):
             "--models", nargs="+", required=True, metavar="DIR", help="finished run directories"
         )
         parser.add_argument("--run-dir", required=True, help="where the ensemble run is written")
+    elif command == "vectors":
+        parser.add_argument(
+            "--data",
+            action="append",
+            required=True,
+            metavar="SOURCE",
+            help="a data source whose text to learn from; repeat for several",
+        )
+        parser.add_argument("--output", required=True, help="the word vectors text file to write")
+        parser.add_argument("--dim", type=int, default=128, help="vector size (default 128)")
+        parser.add_argument("--max-words", type=int, default=20000, help="vocabulary size")
+        parser.add_argument("--window", type=int, default=5, help="co-occurrence window")
+        parser.add_argument("--min-count", type=int, default=5, help="rarer words get no vector")
+        parser.add_argument("--split", default="train", help="split of each source to read")
+        parser.add_argument(
+            "overrides", nargs="*", metavar="key=value", help="data.* overrides for every source"
+        )
     elif command == "predict":
         _add_model_option(parser)
         parser.add_argument("texts", nargs="*", help="inputs; none: read --file or stdin")
@@ -137,6 +155,10 @@ def run_command(app, command, argv, program=None):
         # what and where, without a traceback. (apps.common.data is looked up,
         # not imported, so that --help never loads TensorFlow.)
         data = sys.modules.get("apps.common.data")
+        vectors = sys.modules.get("apps.common.word_vectors")
+        if vectors and isinstance(error, vectors.WordVectorsError):
+            print(f"{parser.prog}: error: {error}", file=sys.stderr)
+            return 2
         if data and isinstance(error, (data.DataError, data.CatalogUnavailableError)):
             print(f"{parser.prog}: error: {error}", file=sys.stderr)
             return 2
@@ -193,6 +215,10 @@ def _dispatch(app, command, arguments):
             if not os.path.isdir(path):
                 raise SystemExit(f"--models {path}: no such directory")
         ensemble.build_ensemble(app, arguments.models, arguments.run_dir)
+    elif command == "vectors":
+        from apps.common import word_vectors
+
+        word_vectors.vectors_command(app, arguments)
     elif command == "evaluate":
         from apps.common import evaluation, export
 

@@ -70,6 +70,13 @@ def search_space(hp):
     }
 
 
+def tokens_of(example):
+    """The words the model reads in one example (its standardisation, split on spaces)."""
+    import tensorflow as tf
+
+    return tf.strings.split(model.standardize_text(example["text"]))
+
+
 def parse_inputs(lines):
     """The serving inputs for `predict`; an empty text is an error naming its position."""
     for number, line in enumerate(lines, start=1):
@@ -134,5 +141,6 @@ APP = App(
     evaluate=evaluate,
     example_length=example_length,
     explain=explain,
+    tokens_of=tokens_of,
     transfer_layer=model.transfer_embedding,
 )

@@ -24,6 +24,9 @@ class SentimentModelConfig:
     # Longer texts are cut to their first `sequence_length` tokens.
     sequence_length: int = 400
     embedding_dim: int = 128
+    # A word vectors text file (GloVe / word2vec format, or `vectors` output) whose
+    # vectors start the embedding rows of the words it holds; "" for random rows.
+    word_vectors: str = ""
     cell: str = dataclasses.field(default="gru", metadata=choices(*CELLS))
     units: int = 64
     num_layers: int = 1

@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras import ops
 
 import rnn_keras
-from apps.common import export, training
+from apps.common import export, training, word_vectors
 from rnn_keras.attention import BahdanauAttention, LuongAttention
 
 _PUNCTUATION = r"""[!"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~']"""
@@ -260,6 +260,14 @@ def transfer_embedding(layer, source_layer, data_info, source_data_info):
     return True
 
 
+def load_word_vectors(embedding, path, vocabulary):
+    """Sets the embedding rows of the vocabulary words that the vectors file `path` holds."""
+    tokens = list(PADDING_AND_UNKNOWN) + list(vocabulary)
+    matrix, found = word_vectors.embedding_rows(path, tokens, embedding.get_weights()[0])
+    embedding.set_weights([matrix])
+    print(f"embedding: {found:,} of {len(tokens) - 2:,} words from {path}")
+
+
 def build_model(config, data_info):
     """The compiled classifier for `config` and the data's vocabulary and class names."""
     model_config = config.model
@@ -300,6 +308,8 @@ def build_model(config, data_info):
     x = keras.layers.Dropout(model_config.dropout, name="dropout")(x)
     probabilities = keras.layers.Dense(len(class_names), activation="softmax", name="classifier")(x)
     model = keras.Model(text, probabilities, name="sentiment_classifier")
+    if model_config.word_vectors:
+        load_word_vectors(model.get_layer("embedding"), model_config.word_vectors, vocabulary)
     model.compile(
         optimizer=training.make_optimizer(config.train),
         loss="sparse_categorical_crossentropy",
