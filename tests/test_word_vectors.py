@@ -94,14 +94,18 @@ def test_ppmi_svd_puts_words_of_the_same_contexts_together():
                 generator.choice(negative),
             ]
         )
+    # A word that never has a neighbour gets a zero vector, not NaN.
+    documents += [["alone"]] * 3
     words, vectors = word_vectors.learn_word_vectors(
         documents, dimension=4, max_words=100, window=2, min_count=1
     )
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    norms = np.linalg.norm(vectors, axis=1)
+    np.testing.assert_allclose(np.delete(norms, words.index("alone")), 1.0, rtol=1e-5)
+    assert norms[words.index("alone")] == 0
     assert word_vectors.nearest_words(words, vectors, "good", 1) == ["great"]
     assert word_vectors.nearest_words(words, vectors, "awful", 1) == ["bad"]
-    with pytest.raises(ValueError, match="only 12 words occur 1 times or more"):
-        word_vectors.learn_word_vectors(documents, dimension=12, min_count=1)
+    with pytest.raises(ValueError, match="only 13 words occur 1 times or more"):
+        word_vectors.learn_word_vectors(documents, dimension=13, min_count=1)
 
 
 def test_vectors_command_output_starts_the_embedding_of_a_training_run(tmp_path):

@@ -140,12 +140,14 @@ def ppmi_svd(counts, dimension, seed=0, context_smoothing=0.75, power_iterations
     word_share = counts.sum(axis=1) / total
     context = counts.sum(axis=0) ** context_smoothing
     context_share = context / context.sum()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pmi = np.log(counts / total)
-        pmi -= np.log(word_share)[:, None]
-        pmi -= np.log(context_share)[None, :]
-    ppmi = np.where(np.isfinite(pmi) & (pmi > 0), pmi, 0).astype(np.float32)
-    del pmi
+    tiny = np.finfo(np.float32).tiny
+    # In place, one matrix besides the counts: log(0) is -inf and clips to 0 below.
+    ppmi = np.divide(counts, total, dtype=np.float32)
+    with np.errstate(divide="ignore"):
+        np.log(ppmi, out=ppmi)
+    ppmi -= np.log(np.maximum(word_share, tiny)).astype(np.float32)[:, None]
+    ppmi -= np.log(np.maximum(context_share, tiny)).astype(np.float32)[None, :]
+    np.maximum(ppmi, 0, out=ppmi)
     random = np.random.default_rng(seed)
     basis = ppmi @ random.standard_normal((counts.shape[0], dimension + 20)).astype(np.float32)
     for _ in range(power_iterations):
