@@ -18,10 +18,12 @@ def write_text(path, text):
 
 
 def test_reader_skips_a_word2vec_header_and_keeps_only_wanted_words(tmp_path):
-    path = write_text(tmp_path / "v.txt", "3 2\ngood 1 2\nbad -1 0.5\nfilm 0 0\n")
+    # GloVe 840B has a few words with spaces in them.
+    path = write_text(tmp_path / "v.txt", "3 2\ngood 1 2\nbad -1 0.5\nfilm 0 0\nof course 3 4\n")
     vectors, dimension = word_vectors.read_word_vectors(str(path), words=["good", "bad", "x"])
     assert dimension == 2
     assert sorted(vectors) == ["bad", "good"]
+    assert "of course" in word_vectors.read_word_vectors(str(path))[0]
     np.testing.assert_array_equal(vectors["bad"], [-1.0, 0.5])
 
 
@@ -29,6 +31,7 @@ def test_reader_skips_a_word2vec_header_and_keeps_only_wanted_words(tmp_path):
     "text, problem",
     [
         ("good 1 2\nbad 1\n", "line 2: 1 values, earlier lines have 2"),
+        ("good 1 2\nbad 1 2 3\n", "line 2: 3 values, earlier lines have 2"),
         ("good 1 2\nbad 1 x\n", "line 2: could not convert"),
         ("good 1 nan\n", "line 1: a value is NaN or infinite"),
         ("good\n", "line 1: expected a word and its values"),
@@ -40,6 +43,13 @@ def test_reader_names_file_line_and_problem(tmp_path, text, problem):
     with pytest.raises(word_vectors.WordVectorsError) as error:
         word_vectors.read_word_vectors(str(path))
     assert str(path) in str(error.value) and problem in str(error.value)
+
+
+def test_reader_names_the_line_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("good 1 2\ncaf\u00e9 3 4\n".encode("latin-1"))
+    with pytest.raises(word_vectors.WordVectorsError, match="latin1.txt, line 2: not UTF-8"):
+        word_vectors.read_word_vectors(str(path))
 
 
 def test_embedding_rows_replaces_known_words_at_the_layers_scale(tmp_path):

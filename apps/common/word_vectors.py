@@ -39,32 +39,59 @@ def read_word_vectors(path, words=None):
         raise WordVectorsError(f"{path}: no such word vectors file")
     wanted = None if words is None else set(words)
     vectors, dimension = {}, None
-    with open(path, encoding="utf-8", errors="strict") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.rstrip("\n").rstrip(" ").split(" ")
+    with open(path, "rb") as handle:
+        for number, raw_line in enumerate(handle, start=1):
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise WordVectorsError(f"{path}, line {number}: not UTF-8 ({error})") from None
+            fields = line.rstrip("\r\n").rstrip(" ").split(" ")
             if number == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
                 continue  # word2vec's header: <count> <dimension>
             if len(fields) < 2 or not fields[0]:
                 raise WordVectorsError(f"{path}, line {number}: expected a word and its values")
             if dimension is None:
                 dimension = len(fields) - 1
-            elif len(fields) - 1 != dimension:
+            word, values = _split_word(fields, dimension)
+            if values is None:
                 raise WordVectorsError(
                     f"{path}, line {number}: {len(fields) - 1} values, earlier lines have"
                     f" {dimension}"
                 )
-            if wanted is not None and fields[0] not in wanted:
+            if wanted is not None and word not in wanted:
                 continue
             try:
-                vector = np.array(fields[1:], dtype=np.float32)
+                vector = np.array(values, dtype=np.float32)
             except ValueError as error:
                 raise WordVectorsError(f"{path}, line {number}: {error}") from None
             if not np.all(np.isfinite(vector)):
                 raise WordVectorsError(f"{path}, line {number}: a value is NaN or infinite")
-            vectors.setdefault(fields[0], vector)
+            vectors.setdefault(word, vector)
     if dimension is None:
         raise WordVectorsError(f"{path}: no word vectors in the file")
     return vectors, dimension
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _split_word(fields, dimension):
+    """`(word, values)` of one line's fields; values None when the count is wrong.
+
+    A few words in GloVe 840B contain spaces: extra leading fields that are not numbers
+    belong to the word. An extra number is a malformed line.
+    """
+    if len(fields) - 1 == dimension:
+        return fields[0], fields[1:]
+    extra = fields[: len(fields) - dimension]
+    if len(fields) - 1 > dimension and not any(_is_number(field) for field in extra[1:]):
+        return " ".join(extra), fields[len(fields) - dimension :]
+    return fields[0], None
 
 
 def write_word_vectors(path, words, vectors):
