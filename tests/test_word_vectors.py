@@ -1,6 +1,7 @@
 """Word vectors: the file reader's errors, co-occurrence counts against a plain loop, PPMI-SVD
 neighbours on a corpus with known synonyms, and the `vectors` command feeding `train`."""
 
+import json
 import os
 import random
 
@@ -140,6 +141,10 @@ def test_vectors_command_output_starts_the_embedding_of_a_training_run(tmp_path)
     assert "wrote" in result.stdout and "good:" in result.stdout
     vectors, dimension = word_vectors.read_word_vectors(output)
     assert dimension == 8 and {"good", "awful", "movie"} <= set(vectors)
+    with open(output + ".json", encoding="utf-8") as handle:
+        settings = json.load(handle)
+    assert settings["data"] == ["reviews.csv"] and settings["dim"] == 8
+    assert settings["words"] == len(vectors)
 
     wrong = run_cli(
         [

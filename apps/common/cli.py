@@ -1,9 +1,10 @@
 """The command line shared by all apps: `python -m apps.<app> <command> [options] [key=value ...]`.
 
 Commands: train, evaluate, export, predict, tune, ensemble, and `vectors` for apps whose
-model reads words (word vectors learned from the data's text, `apps.common.word_vectors`). The config is resolved from the app's
-defaults, then `--config FILE.json`, then `--data` (sets `data.source`), `--seed`, and
-dotted overrides such as `model.units=128`; the same through `rnn-keras <app> ...`.
+model reads words (word vectors learned from the data's text, `apps.common.word_vectors`).
+The config is resolved from the app's defaults, then `--config FILE.json`, then `--data`
+(sets `data.source`), `--seed`, and dotted overrides such as `model.units=128`; the same
+through `rnn-keras <app> ...`.
 """
 
 import argparse
@@ -152,17 +153,26 @@ def run_command(app, command, argv, program=None):
         parser.error(str(error))
     except Exception as error:
         # A bad input file or an unreachable catalog is the user's to fix: say
-        # what and where, without a traceback. (apps.common.data is looked up,
-        # not imported, so that --help never loads TensorFlow.)
-        data = sys.modules.get("apps.common.data")
-        vectors = sys.modules.get("apps.common.word_vectors")
-        if vectors and isinstance(error, vectors.WordVectorsError):
-            print(f"{parser.prog}: error: {error}", file=sys.stderr)
-            return 2
-        if data and isinstance(error, (data.DataError, data.CatalogUnavailableError)):
+        # what and where, without a traceback. (The modules are looked up, not
+        # imported, so that --help never loads TensorFlow.)
+        if isinstance(error, _user_error_types()):
             print(f"{parser.prog}: error: {error}", file=sys.stderr)
             return 2
         raise
+
+
+def _user_error_types():
+    """The exception types that mean bad input, from the modules loaded so far."""
+    names = {
+        "apps.common.data": ("DataError", "CatalogUnavailableError"),
+        "apps.common.word_vectors": ("WordVectorsError",),
+    }
+    return tuple(
+        getattr(sys.modules[module], name)
+        for module, attributes in names.items()
+        if module in sys.modules
+        for name in attributes
+    )
 
 
 def _dispatch(app, command, arguments):

@@ -20,6 +20,7 @@ Example:
 """
 
 import collections
+import json
 import os
 
 import numpy as np
@@ -244,6 +245,13 @@ def vectors_command(app, arguments):
         min_count=arguments.min_count,
     )
     write_word_vectors(arguments.output, words, vectors)
+    # What made the file, beside it, as runs keep their resolved config.
+    settings = {
+        key: getattr(arguments, key)
+        for key in ("data", "split", "dim", "max_words", "window", "min_count", "overrides")
+    }
+    with open(arguments.output + ".json", "w", encoding="utf-8") as handle:
+        json.dump({**settings, "words": len(words)}, handle, indent=2)
     print(
         f"wrote {len(words):,} word vectors of {arguments.dim} values to {arguments.output}"
         f" in {time.time() - started:.0f} s; nearest words:"
