@@ -1,7 +1,8 @@
 """The command line shared by all apps: `python -m apps.<app> <command> [options] [key=value ...]`.
 
-Commands: train, evaluate, export, predict, tune, ensemble, and `vectors` for apps whose
-model reads words (word vectors learned from the data's text, `apps.common.word_vectors`).
+Commands: train, evaluate, export, predict, tune, ensemble, and for apps whose model reads
+words `vectors` (word vectors learned from the data's text, `apps.common.word_vectors`) and
+`pretrain` (language-model pretraining of the encoder, `apps.common.pretraining`).
 The config is resolved from the app's defaults, then `--config FILE.json`, then `--data`
 (sets `data.source`), `--seed`, and dotted overrides such as `model.units=128`; the same
 through `rnn-keras <app> ...`.
@@ -15,12 +16,23 @@ import sys
 
 from apps.common import config as config_lib
 
-COMMANDS = ("train", "evaluate", "export", "predict", "tune", "ensemble", "vectors")
+COMMANDS = ("train", "evaluate", "export", "predict", "tune", "ensemble", "vectors", "pretrain")
 
 
-def _add_config_options(parser):
+def _add_config_options(parser, several_sources=False):
     parser.add_argument("--config", metavar="FILE.json", help="JSON config over the defaults")
-    parser.add_argument("--data", metavar="SOURCE", help="sets data.source (catalog name or path)")
+    if several_sources:
+        parser.add_argument(
+            "--data",
+            action="append",
+            required=True,
+            metavar="SOURCE",
+            help="a data source whose train text to learn from; repeat for several",
+        )
+    else:
+        parser.add_argument(
+            "--data", metavar="SOURCE", help="sets data.source (catalog name or path)"
+        )
     parser.add_argument("--seed", type=int, help="sets seed (data shuffling, initialisation)")
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.units=128"
@@ -49,6 +61,13 @@ def build_parser(app, command, program=None):
             "--run-dir",
             help=f"run directory (default: runs/{app.name}/<hash of the config>, so the same "
             "command resumes the same run)",
+        )
+    elif command == "pretrain":
+        _add_config_options(parser, several_sources=True)
+        parser.add_argument(
+            "--run-dir",
+            help=f"run directory (default: runs/{app.name}/pretrain-<hash of config and sources>,"
+            " so the same command resumes the same run)",
         )
     elif command == "tune":
         _add_config_options(parser)
@@ -104,18 +123,19 @@ def build_parser(app, command, program=None):
 def resolve(app, arguments):
     """The config of train/tune: defaults, --config, --data, --seed, then overrides."""
     overrides = list(arguments.overrides)
-    if arguments.data:
+    if isinstance(arguments.data, str):
         overrides.insert(0, f"data.source={arguments.data}")
     if arguments.seed is not None:
         overrides.insert(0, f"seed={arguments.seed}")
     return config_lib.resolve_config(app.config_class, arguments.config, overrides)
 
 
-def default_run_dir(app, config):
+def default_run_dir(app, config, prefix="", sources=()):
+    described = {"config": config_lib.config_to_dict(config), "sources": list(sources)}
     digest = hashlib.sha1(
-        json.dumps(config_lib.config_to_dict(config), sort_keys=True).encode()
+        json.dumps(described if sources else described["config"], sort_keys=True).encode()
     ).hexdigest()
-    return os.path.join("runs", app.name, digest[:10])
+    return os.path.join("runs", app.name, prefix + digest[:10])
 
 
 def _model_path(app, arguments):
@@ -229,6 +249,14 @@ def _dispatch(app, command, arguments):
         from apps.common import word_vectors
 
         word_vectors.vectors_command(app, arguments)
+    elif command == "pretrain":
+        if app.tokens_of is None:
+            raise SystemExit(f"the {app.name} app reads no words, so it has no language model")
+        config = resolve(app, arguments)
+        from apps.common import pretraining
+
+        run_dir = arguments.run_dir or default_run_dir(app, config, "pretrain-", arguments.data)
+        pretraining.pretrain(app, config, arguments.data, run_dir)
     elif command == "evaluate":
         from apps.common import evaluation, export
 

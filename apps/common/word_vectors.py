@@ -211,23 +211,27 @@ def nearest_words(words, vectors, word, count=5):
     return [words[index] for index in order[:count]]
 
 
-def _corpus(app, arguments):
-    """The token lists of `arguments.split` of every `--data` source, loaded by the app."""
+def read_corpus(app, config, sources, split="train"):
+    """`(documents, info)`: the token lists of `split` of every source, and the first's info.
+
+    Each source is loaded by the app with `config` and `data.source` set to it; the
+    tokens are exactly the model's (`app.tokens_of`).
+    """
     from apps.common import config as config_lib
 
-    for source in arguments.data:
-        overrides = [f"data.source={source}", *arguments.overrides]
-        config = config_lib.resolve_config(app.config_class, None, overrides)
-        loaded = app.load_data(config)
-        if arguments.split not in loaded.splits:
+    documents, first_info = [], None
+    for source in sources:
+        loaded = app.load_data(config_lib.apply_overrides(config, {"data.source": source}))
+        if split not in loaded.splits:
             raise WordVectorsError(
-                f"{source}: no split {arguments.split!r} (splits: {', '.join(loaded.splits)})"
+                f"{source}: no split {split!r} (splits: {', '.join(loaded.splits)})"
             )
-        count = 0
-        for tokens in loaded.splits[arguments.split].map(app.tokens_of).as_numpy_iterator():
-            count += 1
-            yield [token.decode("utf-8") for token in tokens]
-        print(f"{source}: {count:,} {arguments.split} examples")
+        first_info = loaded.info if first_info is None else first_info
+        before = len(documents)
+        for tokens in loaded.splits[split].map(app.tokens_of).as_numpy_iterator():
+            documents.append([token.decode("utf-8") for token in tokens])
+        print(f"{source}: {len(documents) - before:,} {split} examples")
+    return documents, first_info
 
 
 def vectors_command(app, arguments):
@@ -236,9 +240,13 @@ def vectors_command(app, arguments):
 
     if app.tokens_of is None:
         raise SystemExit(f"the {app.name} app reads no words, so it has no word vectors")
+    from apps.common import config as config_lib
+
     started = time.time()
+    config = config_lib.resolve_config(app.config_class, None, arguments.overrides)
+    documents, _ = read_corpus(app, config, arguments.data, arguments.split)
     words, vectors = learn_word_vectors(
-        _corpus(app, arguments),
+        documents,
         dimension=arguments.dim,
         max_words=arguments.max_words,
         window=arguments.window,

@@ -7,7 +7,7 @@ Example:
 
 import dataclasses
 
-from apps.common.config import ExportConfig, TrainConfig, TuneConfig, choices
+from apps.common.config import ExportConfig, PretrainConfig, TrainConfig, TuneConfig, choices
 from apps.sentiment.data import SentimentDataConfig
 
 CELLS = ("lstm", "gru", "elman", "jordan")
@@ -53,3 +53,4 @@ class SentimentConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
