@@ -13,14 +13,21 @@ code path, in this process) and prints validation accuracy and wall time per dat
   IMDB run of the same `--output` first.
 - SST-2 warm-started with the best hyperparameters of the warm-started search (dropout
   0.1, no embedding dropout, learning rate 5.5e-4); also needs the IMDB run.
+- `lm`: language-model pretraining of the default encoder (`pretrain`, Dai & Le 2015) on
+  the train text of IMDB and SST-2; prints the held-out perplexity and wall time.
+- `imdb_lm`: IMDB warm-started from the `lm` run of the same `--output`.
+- `sst2_lm`: SST-2 warm-started from `imdb_lm` (default config): language model, then
+  the larger labelled set, then the target (as ULMFiT fine-tunes a language model before
+  the classifier; Howard & Ruder 2018).
 
 Usage (from the repository root):
 
-    python benchmarks/sentiment.py                       # imdb, sst2, sst2_warm, sst2_tuned
+    python benchmarks/sentiment.py                       # every entry below, in order
     python benchmarks/sentiment.py --dataset imdb
     python benchmarks/sentiment.py --max-examples 300 train.epochs=1   # smoke test
     python benchmarks/sentiment.py --dataset sst2 model.units=128      # any override
     python benchmarks/sentiment.py --dataset sst2_tuned seed=1         # another seed
+    python benchmarks/sentiment.py --dataset lm     # then --dataset imdb_lm, --dataset sst2_lm
 
 Each run writes a normal run directory under `runs/benchmarks/<dataset>` (deleted
 first, so the time is a fresh run's) and the table to `runs/benchmarks/results.json`.
@@ -65,6 +72,24 @@ DATASETS = {
             "train.learning_rate=0.0005472897309409114",
         ],
     },
+    "lm": {
+        "sources": [
+            os.path.join(SHARED_DATA, "imdb", "train.csv"),
+            os.path.join(SHARED_DATA, "sst2"),
+        ],
+        "target": None,
+        "overrides": [],
+    },
+    "imdb_lm": {
+        "source": os.path.join(SHARED_DATA, "imdb", "train.csv"),
+        "target": 0.89,
+        "overrides": ["train.initialize_from={output}/lm"],
+    },
+    "sst2_lm": {
+        "source": os.path.join(SHARED_DATA, "sst2"),
+        "target": 0.85,
+        "overrides": ["model.sequence_length=64", "train.initialize_from={output}/imdb_lm"],
+    },
 }
 
 
@@ -85,17 +110,32 @@ def run_one(name, arguments):
     from apps.sentiment import APP
 
     spec = DATASETS[name]
-    if not os.path.exists(spec["source"]):
-        print(f"{name}: skipped, {spec['source']} is absent (see ../shared/data/README.md)")
-        return None
+    sources = spec.get("sources", [spec.get("source")])
+    for source in sources:
+        if not os.path.exists(source):
+            print(f"{name}: skipped, {source} is absent (see ../shared/data/README.md)")
+            return None
     spec_overrides = [override.format(output=arguments.output) for override in spec["overrides"]]
-    overrides = [f"data.source={spec['source']}", *spec_overrides, *arguments.overrides]
+    overrides = [f"data.source={sources[0]}", *spec_overrides, *arguments.overrides]
     if arguments.max_examples:
         overrides.append(f"data.max_examples={arguments.max_examples}")
     config = config_lib.resolve_config(APP.config_class, None, overrides)
     run_dir = os.path.join(arguments.output, name)
     shutil.rmtree(run_dir, ignore_errors=True)
     started = time.time()
+    if "sources" in spec:
+        from apps.common import pretraining
+
+        metrics = pretraining.pretrain(APP, config, sources, run_dir)["language_model"]
+        return {
+            "dataset": name,
+            "perplexity": round(metrics["validation_perplexity"], 1),
+            "validation_loss": round(metrics["validation_loss"], 4),
+            "wall_time_minutes": round((time.time() - started) / 60, 1),
+            "train_windows": metrics["train_windows"],
+            "overrides": overrides[1:],
+            "run_dir": run_dir,
+        }
     metrics = training.train(APP, config, run_dir)
     wall = time.time() - started
     accuracy = metrics["validation"]["accuracy"]
@@ -123,6 +163,12 @@ def main(argv=None):
     print("\n| dataset | validation accuracy | target | wall time (min) | epochs (best) |")
     print("|---|---|---|---|---|")
     for row in results:
+        if "perplexity" in row:
+            print(
+                f"| {row['dataset']} | held-out perplexity {row['perplexity']} | | "
+                f"{row['wall_time_minutes']} | |"
+            )
+            continue
         print(
             f"| {row['dataset']} | {row['validation_accuracy']:.4f} | >= {row['target']} | "
             f"{row['wall_time_minutes']} | {row['epochs']} ({row['best_epoch']}) |"

@@ -62,6 +62,8 @@ class TiedSoftmaxLoss(keras.layers.Layer):
         super().__init__(**kwargs)
         self.embedding = embedding
         self.num_sampled = int(num_sampled)
+        # The windows hold no padding, so the embedding's mask is all true: accepted, dropped.
+        self.supports_masking = True
 
     def build(self, states_shape, *args):
         self.bias = self.add_weight(
@@ -84,6 +86,9 @@ class TiedSoftmaxLoss(keras.layers.Layer):
 
     def compute_output_shape(self, states_shape, targets_shape):
         return targets_shape
+
+    def compute_mask(self, states, targets, mask=None):
+        return None
 
 
 def _mean_of_predictions(unused_targets, losses):
