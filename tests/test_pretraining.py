@@ -36,18 +36,21 @@ def test_corpus_vocabulary_is_most_frequent_first():
     assert pretraining.corpus_vocabulary(documents, 2) == ["b", "a"]
 
 
-def test_tied_softmax_loss_matches_numpy_cross_entropy():
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_sampled_softmax_loss_matches_numpy_cross_entropy(tie_weights):
     generator = np.random.default_rng(0)
     embedding = keras.layers.Embedding(7, 4)
     embedding.build((None, None))
-    scores = pretraining.TiedSoftmaxLoss(embedding, num_sampled=3)
+    scores = pretraining.SampledSoftmaxLoss(embedding, num_sampled=3, tie_weights=tie_weights)
     states = generator.normal(size=(2, 5, 4)).astype("float32")
     targets = generator.integers(0, 7, size=(2, 5)).astype("int32")
     scores.build(states.shape)
     scores.bias.assign(generator.normal(size=7).astype("float32"))
     losses = keras.ops.convert_to_numpy(scores(states, targets, training=False))
 
-    logits = states @ embedding.embeddings.numpy().T + scores.bias.numpy()
+    words = embedding.embeddings if tie_weights else scores.words
+    assert hasattr(scores, "words") != tie_weights
+    logits = states @ keras.ops.convert_to_numpy(words).T + scores.bias.numpy()
     log_probabilities = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = -np.take_along_axis(log_probabilities, targets[..., None], -1)[..., 0]
     np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-5)

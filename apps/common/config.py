@@ -91,6 +91,8 @@ class PretrainConfig:
     window: int = 64
     # Candidate words scored per batch by the sampled softmax.
     num_sampled: int = 1024
+    # Score words with the embedding matrix (Press & Wolf 2017) instead of an own matrix.
+    tie_weights: bool = False
     learning_rate: float = 1e-3
     clipnorm: float = 1.0
     dropout: float = 0.1

@@ -7,8 +7,10 @@ sources, then writes a finished run directory holding the app's model with those
 weights. A classifier run starts from it with `train.initialize_from=DIR`: the embedding
 rows of shared words and the encoder are copied, the classifier head starts fresh.
 
-The output layer is tied to the embedding (Press & Wolf 2017: one matrix both reads and
-predicts words) and trained with a sampled softmax (Jean et al. 2015), so a step costs
+The output layer has its own word matrix, or with `pretrain.tie_weights=true` reuses the
+embedding's (Press & Wolf 2017: one matrix both reads and predicts words; it gave a worse
+held-out perplexity and a worse SST-2 transfer here), and is trained with a sampled
+softmax (Jean et al. 2015), so a step costs
 `pretrain.num_sampled` word scores instead of the whole vocabulary's; the held-out
 windows are scored with the full softmax, so `val_loss` is the true cross-entropy in
 nats per word (perplexity = exp(val_loss)).
@@ -37,16 +39,18 @@ PADDING_AND_UNKNOWN = 2
 UNKNOWN_ID = 1
 
 
-class TiedSoftmaxLoss(keras.layers.Layer):
+class SampledSoftmaxLoss(keras.layers.Layer):
     """Per-word cross-entropy of `(batch, time, features)` states against target ids.
 
-    The word scores are `states @ embeddings^T + bias`, the embedding matrix of the
-    encoder's input (tied weights). In training only `num_sampled` candidate words are
-    scored (sampled softmax, log-uniform sampler); otherwise all of them.
+    The word scores are `states @ words^T + bias`, where `words` is this layer's own
+    `(vocabulary, features)` matrix or, tied, the encoder's embedding matrix. In training
+    only `num_sampled` candidate words are scored (sampled softmax, log-uniform sampler);
+    otherwise all of them.
 
     Args:
-        embedding: the `keras.layers.Embedding` whose matrix scores the words.
+        embedding: the `keras.layers.Embedding` of the words (its size; its matrix when tied).
         num_sampled: candidate words per training batch.
+        tie_weights: score with the embedding matrix instead of an own one.
 
     Call arguments:
         states: `(batch, time, embedding_dim)`.
@@ -58,20 +62,27 @@ class TiedSoftmaxLoss(keras.layers.Layer):
     Not serializable (it holds another layer); only the app's model is saved.
     """
 
-    def __init__(self, embedding, num_sampled=1024, **kwargs):
+    def __init__(self, embedding, num_sampled=1024, tie_weights=False, **kwargs):
         super().__init__(**kwargs)
         self.embedding = embedding
         self.num_sampled = int(num_sampled)
+        self.tie_weights = bool(tie_weights)
         # The windows hold no padding, so the embedding's mask is all true: accepted, dropped.
         self.supports_masking = True
 
     def build(self, states_shape, *args):
+        if not self.tie_weights:
+            self.words = self.add_weight(
+                name="words",
+                shape=(self.embedding.input_dim, states_shape[-1]),
+                initializer="glorot_uniform",
+            )
         self.bias = self.add_weight(
             name="bias", shape=(self.embedding.input_dim,), initializer="zeros"
         )
 
     def call(self, states, targets, training=False):
-        words = self.embedding.embeddings
+        words = self.embedding.embeddings if self.tie_weights else self.words
         flat_states = tf.reshape(states, (-1, ops.shape(states)[-1]))
         flat_targets = tf.reshape(tf.cast(targets, "int64"), (-1, 1))
         vocabulary_size = self.embedding.input_dim
@@ -139,9 +150,11 @@ def build_language_model(model, pretrain_config):
     if bidirectional:
         units = states.shape[-1] // 2
         directions = [(states[..., :units], words[:, 2:]), (states[..., units:], words[:, :-2])]
-    # One projection into the embedding space for both directions, then the tied scores.
+    # One projection into the word space for both directions, then the word scores.
     projection = keras.layers.Dense(embedding.output_dim, name="lm_projection")
-    scores = TiedSoftmaxLoss(embedding, pretrain_config.num_sampled, name="lm_softmax")
+    scores = SampledSoftmaxLoss(
+        embedding, pretrain_config.num_sampled, pretrain_config.tie_weights, name="lm_softmax"
+    )
     losses = [scores(projection(direction), targets) for direction, targets in directions]
     language_model = keras.Model(words, ops.stack(losses, axis=-1), name="language_model")
     language_model.compile(
