@@ -27,7 +27,7 @@ def test_word_windows_tile_the_text_and_overlap_by_two_words():
 
 
 def test_word_windows_name_the_setting_when_the_text_is_too_short():
-    with pytest.raises(ValueError, match=r"holds 5 words, too few .* pretrain.window"):
+    with pytest.raises(config_lib.ConfigError, match=r"holds 5 words, too few .* pretrain.window"):
         pretraining.word_windows([["a"] * 5], ["a"], window=4)
 
 
@@ -129,6 +129,9 @@ def test_pretrain_command_writes_a_run_that_starts_training(tmp_path):
         "pretrain.learning_rate=0.01",
         "pretrain.epochs=2",
     ]
+    too_long = run_cli([*arguments, "pretrain.window=100000"], workspace, check=False)
+    assert too_long.returncode == 2 and "Traceback" not in too_long.stderr
+    assert "too few for two windows of 100000 (set pretrain.window lower)" in too_long.stderr
     result = run_cli(arguments, workspace)
     assert "held-out cross-entropy" in result.stdout
     lm_dir = os.path.join(workspace, "lm")

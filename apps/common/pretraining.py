@@ -185,7 +185,7 @@ def word_windows(documents, vocabulary, window):
     )
     count = (len(stream) - 2) // window
     if count < 2:
-        raise ValueError(
+        raise config_lib.ConfigError(
             f"pretrain: the text holds {len(stream):,} words, too few for two windows of"
             f" {window} (set pretrain.window lower)"
         )
