@@ -131,10 +131,10 @@ def resolve(app, arguments):
 
 
 def default_run_dir(app, config, prefix="", sources=()):
-    described = {"config": config_lib.config_to_dict(config), "sources": list(sources)}
-    digest = hashlib.sha1(
-        json.dumps(described if sources else described["config"], sort_keys=True).encode()
-    ).hexdigest()
+    described = config_lib.config_to_dict(config)
+    if sources:
+        described = {"config": described, "sources": list(sources)}
+    digest = hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()
     return os.path.join("runs", app.name, prefix + digest[:10])
 
 

@@ -198,24 +198,17 @@ def pretrain(app, config, sources, run_dir):
     from apps.common import word_vectors
 
     started = time.time()
-    if os.path.exists(os.path.join(run_dir, training.METRICS)):
-        raise SystemExit(f"{run_dir} holds a finished run; choose another --run-dir")
-    os.makedirs(run_dir, exist_ok=True)
-    resuming = os.path.isdir(os.path.join(run_dir, "backup"))
-    config_lib.save_config(config, os.path.join(run_dir, config_lib.CONFIG_FILENAME))
-    print(f"run directory: {run_dir}" + (" (resuming an unfinished run)" if resuming else ""))
+    resuming = training.start_run(run_dir, config)
     settings = config.pretrain
     documents, info = word_vectors.read_corpus(app, config, sources, "train")
-    data_info_path = os.path.join(run_dir, training.DATA_INFO)
-    if resuming and os.path.exists(data_info_path):
-        # The vocabulary must be exactly the one the backed-up weights were trained with.
-        data_info = training.read_json(data_info_path)
-    else:
-        data_info = {
+    data_info = training.run_data_info(
+        run_dir,
+        resuming,
+        lambda: {
             "class_names": list(info["class_names"]),
             "vocabulary": corpus_vocabulary(documents, config.model.max_tokens - 2),
-        }
-        training.write_json(data_info, data_info_path)
+        },
+    )
     windows = word_windows(documents, data_info["vocabulary"], settings.window)
     # A fixed held-out set of windows, drawn with the run's seed.
     order = np.random.default_rng(config.seed).permutation(len(windows))

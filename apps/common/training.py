@@ -165,7 +165,19 @@ class CrashAfterEpoch(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _check_run_dir(run_dir, config, resuming):
+def start_run(run_dir, config):
+    """Opens `run_dir` for a new or resumed run and saves the config; returns `resuming`.
+
+    A finished run is never overwritten, and an unfinished one resumes only with the
+    config it started with.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    resuming = os.path.isdir(os.path.join(run_dir, "backup"))
+    if not resuming and os.path.exists(os.path.join(run_dir, METRICS)):
+        raise SystemExit(
+            f"{run_dir} holds a finished run ({METRICS}); choose another --run-dir to train "
+            "again, or delete it"
+        )
     path = os.path.join(run_dir, config_lib.CONFIG_FILENAME)
     if resuming and os.path.exists(path):
         saved = read_json(path)
@@ -174,6 +186,20 @@ def _check_run_dir(run_dir, config, resuming):
                 f"{run_dir} holds an unfinished run with a different config ({path}); "
                 "restart it with the same command or choose another --run-dir"
             )
+    config_lib.save_config(config, path)
+    print(f"run directory: {run_dir}" + (" (resuming an unfinished run)" if resuming else ""))
+    return resuming
+
+
+def run_data_info(run_dir, resuming, describe):
+    """The run's data info: the saved one when resuming, else `describe()`, saved."""
+    path = os.path.join(run_dir, DATA_INFO)
+    if resuming and os.path.exists(path):
+        # The vocabulary must be exactly the one the backed-up weights were trained with.
+        return read_json(path)
+    data_info = describe()
+    write_json(data_info, path)
+    return data_info
 
 
 def _callbacks(app, config, run_dir, resuming):
@@ -226,25 +252,9 @@ def load_splits(app, config):
 def train(app, config, run_dir):
     """Trains `app` with `config` into `run_dir`; returns the metrics dict."""
     started = time.time()
-    os.makedirs(run_dir, exist_ok=True)
-    resuming = os.path.isdir(os.path.join(run_dir, "backup"))
-    if not resuming and os.path.exists(os.path.join(run_dir, METRICS)):
-        raise SystemExit(
-            f"{run_dir} holds a finished run ({METRICS}); choose another --run-dir to train "
-            "again, or delete it"
-        )
-    _check_run_dir(run_dir, config, resuming)
-    config_lib.save_config(config, os.path.join(run_dir, config_lib.CONFIG_FILENAME))
-    print(f"run directory: {run_dir}" + (" (resuming an unfinished run)" if resuming else ""))
-
+    resuming = start_run(run_dir, config)
     loaded = load_splits(app, config)
-    data_info_path = os.path.join(run_dir, DATA_INFO)
-    if resuming and os.path.exists(data_info_path):
-        # The vocabulary must be exactly the one the backed-up weights were trained with.
-        data_info = read_json(data_info_path)
-    else:
-        data_info = app.describe_data(config, loaded)
-        write_json(data_info, data_info_path)
+    data_info = run_data_info(run_dir, resuming, lambda: app.describe_data(config, loaded))
     # Seeded here, after loading: data loading draws a varying amount of randomness.
     keras.utils.set_random_seed(config.seed)
     model = app.build_model(config, data_info)
