@@ -56,6 +56,30 @@ ACTIVATION_DERIVATIVES = {
 }
 
 
+def column_sums(values):
+    """Sum of `(..., width)` over all leading axes, as a `(1, rows) x (rows, width)` product.
+
+    TensorFlow's CPU reduction over the rows of a tall matrix takes about
+    twice as long as this matrix product (7.6 against 3.5 ms for 6400 x 1024).
+    """
+    flat = ops.reshape(values, (-1, ops.shape(values)[-1]))
+    ones = ops.ones((1, ops.shape(flat)[0]), dtype=flat.dtype)
+    return ops.reshape(ops.matmul(ones, flat), (-1,))
+
+
+def add_bias(values, bias):
+    """`values + bias` over the last axis; the bias gradient is `column_sums`."""
+
+    @ops.custom_gradient
+    def add(values, bias):
+        def grad(upstream):
+            return upstream, column_sums(upstream)
+
+        return values + bias, grad
+
+    return add(values, ops.copy(bias))
+
+
 def _previous(sequence, initial):
     """The sequence shifted one step later: [initial, s_0, ..., s_{T-2}]."""
     return ops.concatenate([ops.expand_dims(initial, 0), sequence[:-1]], axis=0)
@@ -88,9 +112,11 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask
     tensors += [mask] if has_mask else []
     tensors += [recurrent_mask] if has_dropout else []
 
-    def forward(projected, h0, c0, recurrent_kernel, *extra):
-        mask = extra[0] if has_mask else None
-        recurrent_mask = extra[-1] if has_dropout else None
+    @ops.custom_gradient
+    def kernel(*args):
+        projected, h0, c0, recurrent_kernel = args[:4]
+        mask = args[4] if has_mask else None
+        recurrent_mask = args[-1] if has_dropout else None
 
         def step(carry, inputs):
             h, c, _ = carry
@@ -108,61 +134,66 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask
 
         xs = (projected, mask) if has_mask else projected
         _, (hs, cs, gates) = scan(step, (h0, c0, ops.zeros_like(projected[0])), xs)
-        return hs, cs, gates
-
-    @ops.custom_gradient
-    def kernel(*args):
-        projected, h0, c0, recurrent_kernel = args[:4]
-        mask = args[4] if has_mask else None
-        recurrent_mask = args[-1] if has_dropout else None
-        hs, cs, gates = forward(*args)
 
         def grad(*upstream):
             d_hs = _zeros_if_none(upstream[0], hs)
-            d_cs = _zeros_if_none(upstream[1] if len(upstream) > 1 else None, cs)
-            i, f, g, o = ops.split(gates, 4, axis=-1)
-            c_prev = _previous(cs, c0)
-            tanh_c = ops.tanh(cs)
-            # dc += dh * o * tanh'(c);  dz = [dc, dc, dc, dh] * gate_factors
-            dc_from_dh = o * (1.0 - tanh_c * tanh_c)
-            gate_factors = ops.concatenate(
-                [
-                    g * i * (1.0 - i),
-                    c_prev * f * (1.0 - f),
-                    i * (1.0 - g * g),
-                    tanh_c * o * (1.0 - o),
-                ],
-                axis=-1,
-            )
+            d_cs = upstream[1] if len(upstream) > 1 else None
+            has_d_cs = d_cs is not None
             transposed_kernel = ops.transpose(recurrent_kernel)
 
+            # The gate derivatives are computed inside the loop, step by step:
+            # the same arithmetic over whole (time, batch, 4 * units) tensors
+            # would allocate and stream a dozen of them through memory, which
+            # costs more on a CPU than the arithmetic itself.
             def back_step(carry, inputs):
-                dh_next, dc_next = carry
-                dh = inputs[0] + dh_next
-                dc = inputs[1] + dc_next
+                # dz of step t + 1 travels in the carry; its product with the
+                # kernel opens step t, so that the loop outputs only dz.
+                dz_next, dc_next = carry[:2]
+                d_h_t, gates_t, c_t, c_prev_t = inputs[:4]
+                dh_from_next = ops.matmul(dz_next, transposed_kernel)
+                if has_dropout:
+                    dh_from_next = dh_from_next * recurrent_mask
+                dh = d_h_t + dh_from_next
+                dc = dc_next + inputs[4] if has_d_cs else dc_next
                 if has_mask:
-                    m_t = inputs[5]
+                    # Masked steps pass the state through, and its gradient back.
+                    dh = dh + carry[2]
+                    m_t = inputs[-1]
                     dh_new, dc_in = dh * m_t, dc * m_t
                 else:
                     dh_new, dc_in = dh, dc
-                dc_new = dc_in + dh_new * inputs[2]
-                dz = ops.concatenate([dc_new, dc_new, dc_new, dh_new], axis=-1) * inputs[3]
-                dh_prev = ops.matmul(dz, transposed_kernel)
-                if has_dropout:
-                    dh_prev = dh_prev * recurrent_mask
-                dc_prev = dc_new * inputs[4]
-                if has_mask:
-                    dh_prev = dh_prev + (dh - dh_new)
-                    dc_prev = dc_prev + (dc - dc_in)
-                return (dh_prev, dc_prev), (dh_new, dc_new)
+                i, f, g, o = ops.split(gates_t, 4, axis=-1)
+                tanh_c = ops.tanh(c_t)
+                dh_o = dh_new * o
+                dc_new = dc_in + dh_o * (1.0 - tanh_c * tanh_c)
+                dc_i = dc_new * i
+                dz = ops.concatenate(
+                    [
+                        dc_i * g * (1.0 - i),
+                        dc_new * c_prev_t * f * (1.0 - f),
+                        dc_i * (1.0 - g * g),
+                        dh_o * tanh_c * (1.0 - o),
+                    ],
+                    axis=-1,
+                )
+                dc_prev = dc_new * f
+                if not has_mask:
+                    return (dz, dc_prev), (dz, dc_prev)
+                carry = (dz, dc_prev + (dc - dc_in), dh - dh_new)
+                return carry, carry
 
-            xs = [d_hs, d_cs, dc_from_dh, gate_factors, f] + ([mask] if has_mask else [])
-            (dh0, dc0), (dh_news, dc_news) = scan(
-                back_step, (ops.zeros_like(h0), ops.zeros_like(c0)), tuple(xs), reverse=True
-            )
-            d_projected = (
-                ops.concatenate([dc_news, dc_news, dc_news, dh_news], axis=-1) * gate_factors
-            )
+            xs = [d_hs, gates, cs, _previous(cs, c0)]
+            xs += [d_cs] if has_d_cs else []
+            xs += [mask] if has_mask else []
+            initial = (ops.zeros_like(projected[0]), ops.zeros_like(c0))
+            initial += (ops.zeros_like(h0),) if has_mask else ()
+            final, outputs = scan(back_step, initial, tuple(xs), reverse=True)
+            d_projected, dc0 = outputs[0], final[1]
+            dh0 = ops.matmul(final[0], transposed_kernel)
+            if has_dropout:
+                dh0 = dh0 * recurrent_mask
+            if has_mask:
+                dh0 = dh0 + final[2]
             h_prev = _previous(hs, h0)
             if has_dropout:
                 h_prev = h_prev * recurrent_mask
@@ -225,37 +256,46 @@ def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, rec
 
         def grad(*upstream):
             d_hs = _zeros_if_none(upstream[0], hs)
-            z, r, candidate, r_h = ops.split(saved, 4, axis=-1)
             h_prev = _previous(hs, h0)
-            d_candidate_pre = (1.0 - z) * (1.0 - candidate * candidate)
-            d_z_pre = (h_prev - candidate) * z * (1.0 - z)
-            d_r_pre = d_candidate_pre * r_h * r * (1.0 - r)
-            input_factors = ops.concatenate([d_z_pre, d_r_pre, d_candidate_pre], axis=-1)
-            recurrent_factors = ops.concatenate([d_z_pre, d_r_pre, d_candidate_pre * r], axis=-1)
             transposed_kernel = ops.transpose(recurrent_kernel)
 
+            # As in lstm_sequence: gate derivatives step by step, and the
+            # recurrent gradient of step t + 1 multiplied by the kernel at the
+            # start of step t. `dh_direct` is the path through z * h_{t-1}.
             def back_step(carry, inputs):
-                (dh_next,) = carry
-                dh = inputs[0] + dh_next
-                dh_new = dh * inputs[3] if has_mask else dh
-                d_recurrent = ops.concatenate([dh_new, dh_new, dh_new], axis=-1) * inputs[1]
-                dh_prev = ops.matmul(d_recurrent, transposed_kernel)
+                d_recurrent_next, dh_direct, _ = carry
+                d_h_t, saved_t, h_prev_t = inputs[:3]
+                dh_from_next = ops.matmul(d_recurrent_next, transposed_kernel)
                 if has_dropout:
-                    dh_prev = dh_prev * recurrent_mask
-                dh_prev = dh_prev + dh_new * inputs[2]
+                    dh_from_next = dh_from_next * recurrent_mask
+                dh = d_h_t + dh_from_next + dh_direct
+                dh_new = dh * inputs[3] if has_mask else dh
+                z, r, candidate, r_h = ops.split(saved_t, 4, axis=-1)
+                d_candidate = dh_new * (1.0 - z) * (1.0 - candidate * candidate)
+                d_z = dh_new * (h_prev_t - candidate) * z * (1.0 - z)
+                d_r = d_candidate * r_h * r * (1.0 - r)
+                d_projected = ops.concatenate([d_z, d_r, d_candidate], axis=-1)
+                d_recurrent = ops.concatenate([d_z, d_r, d_candidate * r], axis=-1)
+                dh_direct = dh_new * z
                 if has_mask:
-                    dh_prev = dh_prev + (dh - dh_new)
-                return (dh_prev,), (dh_new,)
+                    dh_direct = dh_direct + (dh - dh_new)
+                carry = (d_recurrent, dh_direct, d_projected)
+                return carry, carry
 
-            xs = [d_hs, recurrent_factors, z] + ([mask] if has_mask else [])
-            (dh0,), (dh_news,) = scan(back_step, (ops.zeros_like(h0),), tuple(xs), reverse=True)
-            dh_news3 = ops.concatenate([dh_news, dh_news, dh_news], axis=-1)
-            d_projected = dh_news3 * input_factors
-            d_recurrent = dh_news3 * recurrent_factors
+            xs = [d_hs, saved, h_prev] + ([mask] if has_mask else [])
+            zeros_wide = ops.zeros_like(projected[0])
+            initial = (zeros_wide, ops.zeros_like(h0), zeros_wide)
+            final, (d_recurrents, _, d_projected) = scan(
+                back_step, initial, tuple(xs), reverse=True
+            )
+            dh0 = ops.matmul(final[0], transposed_kernel)
+            if has_dropout:
+                dh0 = dh0 * recurrent_mask
+            dh0 = dh0 + final[1]
             h_in = h_prev * recurrent_mask if has_dropout else h_prev
-            grads = [d_projected, dh0, _flat_matmul_transposed(h_in, d_recurrent)]
+            grads = [d_projected, dh0, _flat_matmul_transposed(h_in, d_recurrents)]
             if has_bias:
-                grads.append(ops.sum(d_recurrent, axis=(0, 1)))
+                grads.append(column_sums(d_recurrents))
             grads += [ops.zeros_like(mask)] if has_mask else []
             grads += [ops.zeros_like(recurrent_mask)] if has_dropout else []
             return grads
@@ -375,35 +415,51 @@ def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recur
         recurrent_mask = args[-1] if has_dropout else None
 
         def step(carry, inputs):
-            h, _ = carry
+            h = carry[0]
             x_t = inputs[0] if has_mask else inputs
             h_in = h * recurrent_mask if has_dropout else h
             fresh = activation_fn(x_t + ops.matmul(h_in, recurrent_kernel))
-            h_new = _keep_masked(fresh, h, inputs[1]) if has_mask else fresh
-            return (h_new, fresh), (h_new, fresh)
+            if not has_mask:
+                return (fresh,), (fresh,)
+            # A masked step keeps the old state; the backward pass needs the
+            # activation it computed all the same.
+            carry = (_keep_masked(fresh, h, inputs[1]), fresh)
+            return carry, carry
 
         xs = (projected, mask) if has_mask else projected
-        _, (hs, fresh) = scan(step, (h0, h0), xs)
+        initial = (h0, h0) if has_mask else (h0,)
+        _, outputs = scan(step, initial, xs)
+        hs, fresh = outputs[0], outputs[-1]
 
         def grad(*upstream):
             d_hs = _zeros_if_none(upstream[0], hs)
-            slopes = derivative(fresh)
             transposed_kernel = ops.transpose(recurrent_kernel)
 
+            # As in lstm_sequence: the slope step by step, and the gradient of
+            # step t + 1 multiplied by the kernel at the start of step t.
             def back_step(carry, inputs):
-                (dh_next,) = carry
-                dh = inputs[0] + dh_next
-                dh_new = dh * inputs[2] if has_mask else dh
-                d_pre = dh_new * inputs[1]
-                dh_prev = ops.matmul(d_pre, transposed_kernel)
-                if has_dropout:
-                    dh_prev = dh_prev * recurrent_mask
-                if has_mask:
-                    dh_prev = dh_prev + (dh - dh_new)
-                return (dh_prev,), (d_pre,)
+                dh = inputs[0] + ops.matmul(carry[0], transposed_kernel) * (
+                    recurrent_mask if has_dropout else 1.0
+                )
+                if not has_mask:
+                    d_pre = dh * derivative(inputs[1])
+                    return (d_pre,), (d_pre,)
+                dh = dh + carry[1]
+                dh_new = dh * inputs[2]
+                carry = (dh_new * derivative(inputs[1]), dh - dh_new)
+                return carry, carry
 
-            xs = [d_hs, slopes] + ([mask] if has_mask else [])
-            (dh0,), (d_projected,) = scan(back_step, (ops.zeros_like(h0),), tuple(xs), reverse=True)
+            xs = [d_hs, fresh] + ([mask] if has_mask else [])
+            initial = (
+                (ops.zeros_like(h0), ops.zeros_like(h0)) if has_mask else (ops.zeros_like(h0),)
+            )
+            final, outputs = scan(back_step, initial, tuple(xs), reverse=True)
+            d_projected = outputs[0]
+            dh0 = ops.matmul(final[0], transposed_kernel)
+            if has_dropout:
+                dh0 = dh0 * recurrent_mask
+            if has_mask:
+                dh0 = dh0 + final[1]
             h_prev = _previous(hs, h0)
             if has_dropout:
                 h_prev = h_prev * recurrent_mask

@@ -6,6 +6,12 @@ from keras import ops
 from rnn_keras.cells import RecurrentCell, make_cell
 from rnn_keras.kernels import scan
 
+# Training splits a sequence into at most this many chunks of time, each at
+# least MIN_CHUNK_STEPS long (see Recurrent._fused_chunks); measured with
+# benchmarks/cells.py on a 2-core CPU.
+TRAINING_CHUNKS = 4
+MIN_CHUNK_STEPS = 16
+
 
 def _as_list(states):
     return list(states) if isinstance(states, (list, tuple)) else [states]
@@ -197,6 +203,37 @@ class Recurrent(keras.layers.Layer):
             )
         return input_mask, recurrent_mask
 
+    def _fused_chunks(self, inputs, states, mask, recurrent_mask):
+        """Training: the cell's fused kernel over consecutive chunks of time.
+
+        Each chunk is projected and run on its own, its final states starting
+        the next. The time loop is a chain of small dependent operations that
+        leaves the second CPU core mostly idle; in chunks, TensorFlow computes
+        the large products of one chunk (its input projection, its weight
+        gradients) on that core while the loop of the next one runs. Returns
+        a list of per-chunk state sequences, or None if the cell has no fused
+        kernel.
+        """
+        if not getattr(self.cell, "has_fused_kernel", False):
+            return None
+        steps = inputs.shape[0]
+        count = 1 if steps is None else max(1, min(TRAINING_CHUNKS, steps // MIN_CHUNK_STEPS))
+        bounds = [round(index * steps / count) for index in range(1, count)]
+        pieces = ops.split(inputs, bounds, axis=0) if count > 1 else [inputs]
+        masks = [None] * count
+        if mask is not None and count > 1:
+            masks = ops.split(mask, bounds, axis=0)
+        elif mask is not None:
+            masks = [mask]
+        chunks = []
+        for piece, piece_mask in zip(pieces, masks, strict=True):
+            sequences = self.cell.fused_sequence(
+                self.cell.project_inputs(piece), states, piece_mask, recurrent_mask, True
+            )
+            chunks.append(sequences)
+            states = [sequence[-1] for sequence in sequences]
+        return chunks
+
     def _state_loop(self, inputs, states, mask, recurrent_mask, project_in_loop=False):
         """The loop of an rnn_keras cell: carries and collects only its states.
 
@@ -278,16 +315,10 @@ class Recurrent(keras.layers.Layer):
             sequences = sequences * ops.expand_dims(input_mask, 1)
         if not self.hoists_inputs:
             _prepare_keras_dropout_masks(self.cell, sequences[:, 0, :], states)
-        # Time-major before the projection: transposing the narrow inputs is
-        # cheaper than transposing the projection (3-4 times the units wide).
+        # Time-major before the projection: transposing (and flipping) the
+        # narrow inputs is cheaper than doing it to the projection, 3-4 times
+        # the units wide.
         inputs = ops.transpose(sequences, (1, 0, 2))
-        # Training hoists x_t W out of the loop. Inference projects inside the
-        # loop instead: x_t W does not depend on the state, so the loop's
-        # parallel iterations overlap it with the recurrent product of the
-        # step before, which a hoisted product, run before the loop, cannot.
-        project_in_loop = self.hoists_inputs and not training
-        if self.hoists_inputs and not project_in_loop:
-            inputs = self.cell.project_inputs(inputs)
         if mask is not None:
             mask = keras.tree.flatten(mask)[0]
             mask = ops.expand_dims(ops.transpose(ops.cast(mask, inputs.dtype)), -1)
@@ -296,26 +327,35 @@ class Recurrent(keras.layers.Layer):
             mask = ops.flip(mask, axis=0) if mask is not None else None
 
         if self.hoists_inputs:
-            state_sequences = None
+            # Training runs the cell's fused kernel where it has one (it saves
+            # what its hand-written backward pass needs); otherwise the plain
+            # loop, which does less work. Training hoists x_t W out of the loop.
+            # Inference projects inside the loop instead: x_t W does not depend
+            # on the state, so the loop's parallel iterations overlap it with
+            # the recurrent product of the step before, which a hoisted
+            # product, run before the loop, cannot.
+            chunks = None
             if training:
-                # The fused kernels save what their backward pass needs; without
-                # training the plain loop does less work.
-                state_sequences = self.cell.fused_sequence(
-                    inputs, states, mask, recurrent_mask, training
+                chunks = self._fused_chunks(inputs, states, mask, recurrent_mask)
+            if chunks is None:
+                projected = self.cell.project_inputs(inputs) if training else inputs
+                sequences = self._state_loop(
+                    projected, states, mask, recurrent_mask, project_in_loop=not training
                 )
-            if state_sequences is None:
-                state_sequences = self._state_loop(
-                    inputs, states, mask, recurrent_mask, project_in_loop
-                )
-            outputs = state_sequences[0]
-            final_states = [sequence[-1] for sequence in state_sequences]
-            if mask is not None:
-                # States hold over masked steps, so the output there repeats the
-                # last real one; Keras outputs zeros before the first real step.
-                outputs = outputs * ops.cast(ops.cumsum(mask, axis=0) > 0, outputs.dtype)
-            last_output = outputs[-1]
-            if mask is not None and self.zero_output_for_mask:
-                outputs = outputs * mask
+                chunks = [sequences]
+            final_states = [sequence[-1] for sequence in chunks[-1]]
+            if mask is None and not self.return_sequences:
+                outputs, last_output = None, chunks[-1][0][-1]
+            else:
+                outputs = ops.concatenate([chunk[0] for chunk in chunks], axis=0)
+                if mask is not None:
+                    # States hold over masked steps, so the output there repeats
+                    # the last real one; Keras outputs zeros before the first
+                    # real step.
+                    outputs = outputs * ops.cast(ops.cumsum(mask, axis=0) > 0, outputs.dtype)
+                last_output = outputs[-1]
+                if mask is not None and self.zero_output_for_mask:
+                    outputs = outputs * mask
         else:
             outputs, last_output, final_states = self._generic_loop(inputs, states, mask, training)
             _reset_keras_dropout_masks(self.cell)

@@ -169,6 +169,11 @@ class RecurrentCell(keras.layers.Layer):
         """
         raise NotImplementedError
 
+    @property
+    def has_fused_kernel(self):
+        """Whether `fused_sequence` has a hand-written kernel for this cell's settings."""
+        return False
+
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
         """Runs a whole time-major sequence with a hand-written gradient, or returns None.
 

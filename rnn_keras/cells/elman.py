@@ -46,7 +46,7 @@ class ElmanCell(RecurrentCell):
 
     def project_inputs(self, inputs):
         projected = ops.matmul(inputs, self.kernel)
-        return projected + self.bias if self.use_bias else projected
+        return kernels.add_bias(projected, self.bias) if self.use_bias else projected
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
         h_previous = states[0] if isinstance(states, (list, tuple)) else states
@@ -55,15 +55,18 @@ class ElmanCell(RecurrentCell):
         h = self.activation(projected + ops.matmul(h_previous, self.recurrent_kernel))
         return h, [h]
 
+    @property
+    def has_fused_kernel(self):
+        return activation_name(self.activation) in kernels.ACTIVATION_DERIVATIVES
+
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
-        name = activation_name(self.activation)
-        if name not in kernels.ACTIVATION_DERIVATIVES:
+        if not self.has_fused_kernel:
             return None
         return kernels.elman_sequence(
             projected,
             initial_states[0],
             ops.copy(self.recurrent_kernel),
-            name,
+            activation_name(self.activation),
             mask,
             recurrent_mask,
         )

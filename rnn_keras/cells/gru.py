@@ -73,7 +73,7 @@ class GRUCell(RecurrentCell):
     def project_inputs(self, inputs):
         projected = ops.matmul(inputs, self.kernel)
         input_bias, _ = self._biases()
-        return projected if input_bias is None else projected + input_bias
+        return projected if input_bias is None else kernels.add_bias(projected, input_bias)
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
         h_previous = states[0] if isinstance(states, (list, tuple)) else states
@@ -101,12 +101,15 @@ class GRUCell(RecurrentCell):
         h = z * h_previous + (1.0 - z) * candidate
         return h, [h]
 
-    def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
-        standard = (
+    @property
+    def has_fused_kernel(self):
+        return (
             activation_name(self.activation) == "tanh"
             and activation_name(self.recurrent_activation) == "sigmoid"
         )
-        if not standard:
+
+    def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
+        if not self.has_fused_kernel:
             return None
         recurrent_kernel = ops.copy(self.recurrent_kernel)
         if self.reset_after:

@@ -106,7 +106,7 @@ class LSTMCell(RecurrentCell):
         if self.layer_norm:
             projected = layer_normalize(projected, self.kernel_norm_gamma, self.kernel_norm_beta)
         if self.use_bias:
-            projected = projected + self.bias
+            projected = kernels.add_bias(projected, self.bias)
         return projected
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
@@ -131,14 +131,17 @@ class LSTMCell(RecurrentCell):
         h = self.recurrent_activation(z_o) * self.activation(c)
         return h, [h, c]
 
-    def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
-        standard = (
+    @property
+    def has_fused_kernel(self):
+        return (
             activation_name(self.activation) == "tanh"
             and activation_name(self.recurrent_activation) == "sigmoid"
             and not self.peephole
             and not self.layer_norm
         )
-        if not standard:
+
+    def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
+        if not self.has_fused_kernel:
             return None
         return kernels.lstm_sequence(
             projected,
