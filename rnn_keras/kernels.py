@@ -21,30 +21,26 @@ LOOP_PARALLELISM = 32
 
 
 def scan(step, initial, inputs, reverse=False):
-    """`keras.ops.scan` with the loop parallelism above, for one or several sequences.
+    """`keras.ops.scan` over one or several time-major sequences, with the loop parallelism above.
 
-    On TensorFlow, `keras.ops.scan` over several sequences fails while tracing
-    when their length is unknown (it compares static lengths that are None).
-    Those sequences, all `(time, batch, width)`, then travel as one tensor
-    concatenated along the last axis and are split again inside the step.
+    `inputs` is a tensor or a tuple/list of tensors, all `(time, ...)`; `step`
+    gets the same structure sliced at one time step. The loop runs over the
+    step index and slices the sequences itself: `keras.ops.scan` given the
+    sequences would first copy each of them into a TensorFlow TensorArray,
+    while a slice along the first axis is a view. (It also fails on
+    TensorFlow for several sequences of unknown length.)
     """
     sequences = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    if len(sequences) == 1 or sequences[0].shape[0] is not None:
-        return ops.scan(step, initial, inputs, reverse=reverse, unroll=LOOP_PARALLELISM)
-    widths = [sequence.shape[-1] for sequence in sequences]
-    if any(width is None for width in widths):
-        raise ValueError(f"Scanned sequences need static widths. Received widths {widths}.")
-    dtype = sequences[0].dtype
-    packed = ops.concatenate([ops.cast(sequence, dtype) for sequence in sequences], axis=-1)
-    bounds = [sum(widths[:index]) for index in range(len(widths) + 1)]
+    steps = sequences[0].shape[0]
+    steps = ops.shape(sequences[0])[0] if steps is None else steps
 
-    def packed_step(carry, packed_t):
-        parts = [
-            packed_t[..., start:stop] for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
-        return step(carry, type(inputs)(parts))
+    def indexed_step(carry, index):
+        sliced = [sequence[index] for sequence in sequences]
+        return step(carry, type(inputs)(sliced) if isinstance(inputs, (list, tuple)) else sliced[0])
 
-    return ops.scan(packed_step, initial, packed, reverse=reverse, unroll=LOOP_PARALLELISM)
+    return ops.scan(
+        indexed_step, initial, ops.arange(steps), reverse=reverse, unroll=LOOP_PARALLELISM
+    )
 
 
 # Derivative of an activation written in terms of its output y = act(a).
