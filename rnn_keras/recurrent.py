@@ -203,6 +203,46 @@ class Recurrent(keras.layers.Layer):
             )
         return input_mask, recurrent_mask
 
+    def _hoisted_loop(self, inputs, states, mask, recurrent_mask, training):
+        """The loops of an rnn_keras cell, time-major; returns (outputs, last output, states).
+
+        Training runs the cell's fused kernel where it has one (it saves what
+        its hand-written backward pass needs), otherwise the plain state loop;
+        both hoist x_t W out of the loop. Inference projects inside the loop
+        instead: x_t W does not depend on the state, so the loop's parallel
+        iterations overlap it with the recurrent product of the step before,
+        which a hoisted product, run before the loop, cannot. `outputs` is
+        None when neither the sequence nor the mask needs it.
+        """
+        chunks = self._fused_chunks(inputs, states, mask, recurrent_mask) if training else None
+        if chunks is None and not training and not self.return_sequences:
+            final_states = self._final_state_loop(inputs, states, mask)
+            last_output = final_states[0]
+            if mask is not None:
+                # Keras outputs zeros for a sequence without a real step.
+                real = ops.cast(ops.max(mask, axis=0) > 0, last_output.dtype)
+                last_output = last_output * real
+            return None, last_output, final_states
+        if chunks is None:
+            projected = self.cell.project_inputs(inputs) if training else inputs
+            chunks = [
+                self._state_loop(
+                    projected, states, mask, recurrent_mask, project_in_loop=not training
+                )
+            ]
+        final_states = [sequence[-1] for sequence in chunks[-1]]
+        if mask is None and not self.return_sequences:
+            return None, chunks[-1][0][-1], final_states
+        outputs = ops.concatenate([chunk[0] for chunk in chunks], axis=0)
+        if mask is not None:
+            # States hold over masked steps, so the output there repeats the
+            # last real one; Keras outputs zeros before the first real step.
+            outputs = outputs * ops.cast(ops.cumsum(mask, axis=0) > 0, outputs.dtype)
+        last_output = outputs[-1]
+        if mask is not None and self.zero_output_for_mask:
+            outputs = outputs * mask
+        return outputs, last_output, final_states
+
     def _fused_chunks(self, inputs, states, mask, recurrent_mask):
         """Training: the cell's fused kernel over consecutive chunks of time.
 
@@ -233,6 +273,28 @@ class Recurrent(keras.layers.Layer):
             chunks.append(sequences)
             states = [sequence[-1] for sequence in sequences]
         return chunks
+
+    def _final_state_loop(self, inputs, states, mask):
+        """Inference when only the final states are wanted: a loop that collects nothing.
+
+        `keras.ops.scan` would write every state of every step to a TensorArray
+        and stack them afterwards; a `fori_loop` only carries them.
+        """
+        cell = self.cell
+
+        def body(index, carry):
+            projected = cell.project_inputs(inputs[index])
+            _, new_states = cell.recurrent_step(projected, list(carry))
+            new_states = _as_list(new_states)
+            if mask is not None:
+                new_states = [
+                    old + mask[index] * (new - old)
+                    for new, old in zip(new_states, carry, strict=True)
+                ]
+            return tuple(new_states)
+
+        steps = inputs.shape[0] if inputs.shape[0] is not None else ops.shape(inputs)[0]
+        return list(ops.fori_loop(0, steps, body, tuple(states)))
 
     def _state_loop(self, inputs, states, mask, recurrent_mask, project_in_loop=False):
         """The loop of an rnn_keras cell: carries and collects only its states.
@@ -327,35 +389,9 @@ class Recurrent(keras.layers.Layer):
             mask = ops.flip(mask, axis=0) if mask is not None else None
 
         if self.hoists_inputs:
-            # Training runs the cell's fused kernel where it has one (it saves
-            # what its hand-written backward pass needs); otherwise the plain
-            # loop, which does less work. Training hoists x_t W out of the loop.
-            # Inference projects inside the loop instead: x_t W does not depend
-            # on the state, so the loop's parallel iterations overlap it with
-            # the recurrent product of the step before, which a hoisted
-            # product, run before the loop, cannot.
-            chunks = None
-            if training:
-                chunks = self._fused_chunks(inputs, states, mask, recurrent_mask)
-            if chunks is None:
-                projected = self.cell.project_inputs(inputs) if training else inputs
-                sequences = self._state_loop(
-                    projected, states, mask, recurrent_mask, project_in_loop=not training
-                )
-                chunks = [sequences]
-            final_states = [sequence[-1] for sequence in chunks[-1]]
-            if mask is None and not self.return_sequences:
-                outputs, last_output = None, chunks[-1][0][-1]
-            else:
-                outputs = ops.concatenate([chunk[0] for chunk in chunks], axis=0)
-                if mask is not None:
-                    # States hold over masked steps, so the output there repeats
-                    # the last real one; Keras outputs zeros before the first
-                    # real step.
-                    outputs = outputs * ops.cast(ops.cumsum(mask, axis=0) > 0, outputs.dtype)
-                last_output = outputs[-1]
-                if mask is not None and self.zero_output_for_mask:
-                    outputs = outputs * mask
+            outputs, last_output, final_states = self._hoisted_loop(
+                inputs, states, mask, recurrent_mask, training
+            )
         else:
             outputs, last_output, final_states = self._generic_loop(inputs, states, mask, training)
             _reset_keras_dropout_masks(self.cell)

@@ -151,6 +151,30 @@ def test_last_output_of_a_padded_sequence_is_its_last_valid_output(zero_output_f
     )
 
 
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("variant", ["lstm", "gru", "elman"])
+def test_final_output_and_states_with_an_empty_sequence_match_keras(variant, training):
+    """return_sequences=False at inference runs a loop that keeps only the states (no output
+    sequence): a row with no real step still outputs zeros and keeps its initial states,
+    the other rows end at their last real step, as in Keras's built-in layers."""
+    rng, sequences, _ = make_inputs(6)
+    mask = right_padded_mask([6, 0, 3, 1], TIME)
+    cell = make_cell(variant, UNITS)
+    layer = rnn_keras.Recurrent(cell, return_state=True)
+    layer(sequences)
+    randomize_weights(cell, rng)
+    keras_layer = make_keras_twin_layer(variant, UNITS, return_state=True)
+    keras_layer(sequences)
+    copy_weights_by_name(cell, keras_layer.cell)
+    initial = random_states(rng, variant, BATCH, UNITS)
+    ours = layer(sequences, initial_state=initial, mask=mask, training=training)
+    expected = keras_layer(sequences, initial_state=initial, mask=mask)
+    for value, reference in zip(ours, expected, strict=True):
+        np.testing.assert_allclose(value, reference, **TOLERANCE)
+    np.testing.assert_array_equal(ours[0][1], np.zeros(UNITS))
+    np.testing.assert_allclose(ours[1][1], initial[0][1], **TOLERANCE)
+
+
 @pytest.mark.parametrize(
     "masked,go_backwards,wrapper",
     [
