@@ -88,6 +88,14 @@ def _flat_matmul_transposed(left, right):
     return ops.matmul(ops.transpose(left), right)
 
 
+def _recurrent_kernel_gradient(hs, h0, deltas, recurrent_mask=None):
+    """sum_t h_{t-1}^T deltas_t (h_{-1} = h0), from views of `hs` rather than a shifted copy."""
+    earlier = hs[:-1]
+    if recurrent_mask is not None:
+        earlier, h0 = earlier * recurrent_mask, h0 * recurrent_mask
+    return _flat_matmul_transposed(earlier, deltas[1:]) + ops.matmul(ops.transpose(h0), deltas[0])
+
+
 def _keep_masked(new, old, mask_t):
     """Where the mask is 0 the state carries over unchanged."""
     return old + mask_t * (new - old)
@@ -190,10 +198,7 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask
                 dh0 = dh0 * recurrent_mask
             if has_mask:
                 dh0 = dh0 + final[2]
-            h_prev = _previous(hs, h0)
-            if has_dropout:
-                h_prev = h_prev * recurrent_mask
-            d_kernel = _flat_matmul_transposed(h_prev, d_projected)
+            d_kernel = _recurrent_kernel_gradient(hs, h0, d_projected, recurrent_mask)
             grads = [d_projected, dh0, dc0, d_kernel]
             grads += [ops.zeros_like(mask)] if has_mask else []
             grads += [ops.zeros_like(recurrent_mask)] if has_dropout else []
@@ -456,10 +461,8 @@ def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recur
                 dh0 = dh0 * recurrent_mask
             if has_mask:
                 dh0 = dh0 + final[1]
-            h_prev = _previous(hs, h0)
-            if has_dropout:
-                h_prev = h_prev * recurrent_mask
-            grads = [d_projected, dh0, _flat_matmul_transposed(h_prev, d_projected)]
+            d_kernel = _recurrent_kernel_gradient(hs, h0, d_projected, recurrent_mask)
+            grads = [d_projected, dh0, d_kernel]
             grads += [ops.zeros_like(mask)] if has_mask else []
             grads += [ops.zeros_like(recurrent_mask)] if has_dropout else []
             return grads
