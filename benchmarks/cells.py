@@ -9,7 +9,7 @@ the peak resident set size of a fresh subprocess per variant that builds the
 model and runs three training steps (TensorFlow's own footprint included).
 
     python benchmarks/cells.py                      # batch 64, 100 steps, 64 features, 256 units
-    python benchmarks/cells.py --rounds 20 --cells lstm gru
+    python benchmarks/cells.py --rounds 40 --cells lstm gru
 """
 
 import argparse
@@ -125,7 +125,7 @@ def main():
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--features", type=int, default=64)
     parser.add_argument("--units", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--cells", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument(

@@ -21,14 +21,43 @@ LOOP_PARALLELISM = 32
 
 
 def scan(step, initial, inputs, reverse=False):
-    """`keras.ops.scan` over one or several time-major sequences, with the loop parallelism above.
+    """`keras.ops.scan` with the loop parallelism above, for one or several sequences.
 
-    `inputs` is a tensor or a tuple/list of tensors, all `(time, ...)`; `step`
-    gets the same structure sliced at one time step. The loop runs over the
-    step index and slices the sequences itself: `keras.ops.scan` given the
-    sequences would first copy each of them into a TensorFlow TensorArray,
-    while a slice along the first axis is a view. (It also fails on
-    TensorFlow for several sequences of unknown length.)
+    For loops that automatic differentiation goes through: keras.ops.scan
+    reads the sequences from TensorFlow TensorArrays, whose gradient is one
+    write per step. On TensorFlow, `keras.ops.scan` over several sequences
+    fails while tracing when their length is unknown (it compares static
+    lengths that are None). Those sequences, all `(time, batch, width)`, then
+    travel as one tensor concatenated along the last axis and are split again
+    inside the step.
+    """
+    sequences = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if len(sequences) == 1 or sequences[0].shape[0] is not None:
+        return ops.scan(step, initial, inputs, reverse=reverse, unroll=LOOP_PARALLELISM)
+    widths = [sequence.shape[-1] for sequence in sequences]
+    if any(width is None for width in widths):
+        raise ValueError(f"Scanned sequences need static widths. Received widths {widths}.")
+    dtype = sequences[0].dtype
+    packed = ops.concatenate([ops.cast(sequence, dtype) for sequence in sequences], axis=-1)
+    bounds = [sum(widths[:index]) for index in range(len(widths) + 1)]
+
+    def packed_step(carry, packed_t):
+        parts = [
+            packed_t[..., start:stop] for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        return step(carry, type(inputs)(parts))
+
+    return ops.scan(packed_step, initial, packed, reverse=reverse, unroll=LOOP_PARALLELISM)
+
+
+def sliced_scan(step, initial, inputs, reverse=False):
+    """`scan` for loops that automatic differentiation never goes through.
+
+    The loop runs over the step index and slices the sequences itself: a
+    slice along the first axis is a view, while `keras.ops.scan` would first
+    copy every sequence into a TensorArray. Only for the loops inside the
+    kernels' custom gradients: differentiated, each slice's gradient would be
+    a zero tensor the size of the whole sequence, at every step.
     """
     sequences = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     steps = sequences[0].shape[0]
@@ -137,7 +166,7 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask
             return (h_new, c_new, gates), (h_new, c_new, gates)
 
         xs = (projected, mask) if has_mask else projected
-        _, (hs, cs, gates) = scan(step, (h0, c0, ops.zeros_like(projected[0])), xs)
+        _, (hs, cs, gates) = sliced_scan(step, (h0, c0, ops.zeros_like(projected[0])), xs)
 
         def grad(*upstream):
             d_hs = _zeros_if_none(upstream[0], hs)
@@ -191,7 +220,7 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask
             xs += [mask] if has_mask else []
             initial = (ops.zeros_like(projected[0]), ops.zeros_like(c0))
             initial += (ops.zeros_like(h0),) if has_mask else ()
-            final, outputs = scan(back_step, initial, tuple(xs), reverse=True)
+            final, outputs = sliced_scan(back_step, initial, tuple(xs), reverse=True)
             d_projected, dc0 = outputs[0], final[1]
             dh0 = ops.matmul(final[0], transposed_kernel)
             if has_dropout:
@@ -253,7 +282,7 @@ def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, rec
 
         xs = (projected, mask) if has_mask else projected
         initial_saved = ops.zeros((ops.shape(h0)[0], 4 * ops.shape(h0)[1]), dtype=h0.dtype)
-        _, (hs, saved) = scan(step, (h0, initial_saved), xs)
+        _, (hs, saved) = sliced_scan(step, (h0, initial_saved), xs)
 
         def grad(*upstream):
             d_hs = _zeros_if_none(upstream[0], hs)
@@ -286,7 +315,7 @@ def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, rec
             xs = [d_hs, saved, h_prev] + ([mask] if has_mask else [])
             zeros_wide = ops.zeros_like(projected[0])
             initial = (zeros_wide, ops.zeros_like(h0), zeros_wide)
-            final, (d_recurrents, _, d_projected) = scan(
+            final, (d_recurrents, _, d_projected) = sliced_scan(
                 back_step, initial, tuple(xs), reverse=True
             )
             dh0 = ops.matmul(final[0], transposed_kernel)
@@ -342,7 +371,7 @@ def gru_reset_before_sequence(projected, h0, recurrent_kernel, mask=None, recurr
             return (h_new, saved), (h_new, saved)
 
         xs = (projected, mask) if has_mask else projected
-        _, (hs, saved) = scan(step, (h0, ops.zeros_like(projected[0])), xs)
+        _, (hs, saved) = sliced_scan(step, (h0, ops.zeros_like(projected[0])), xs)
 
         def grad(*upstream):
             d_hs = _zeros_if_none(upstream[0], hs)
@@ -371,7 +400,7 @@ def gru_reset_before_sequence(projected, h0, recurrent_kernel, mask=None, recurr
                 return (dh_prev, dh_new), (d_r, dh_new)
 
             xs = [d_hs, d_candidate_pre, d_z_pre, r, z, h_in] + ([mask] if has_mask else [])
-            (dh0, _), (d_rs, dh_news) = scan(
+            (dh0, _), (d_rs, dh_news) = sliced_scan(
                 back_step, (ops.zeros_like(h0), ops.zeros_like(h0)), tuple(xs), reverse=True
             )
             d_zs = dh_news * d_z_pre
@@ -429,7 +458,7 @@ def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recur
 
         xs = (projected, mask) if has_mask else projected
         initial = (h0, h0) if has_mask else (h0,)
-        _, outputs = scan(step, initial, xs)
+        _, outputs = sliced_scan(step, initial, xs)
         hs, fresh = outputs[0], outputs[-1]
 
         def grad(*upstream):
@@ -454,7 +483,7 @@ def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recur
             initial = (
                 (ops.zeros_like(h0), ops.zeros_like(h0)) if has_mask else (ops.zeros_like(h0),)
             )
-            final, outputs = scan(back_step, initial, tuple(xs), reverse=True)
+            final, outputs = sliced_scan(back_step, initial, tuple(xs), reverse=True)
             d_projected = outputs[0]
             dh0 = ops.matmul(final[0], transposed_kernel)
             if has_dropout:

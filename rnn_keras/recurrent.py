@@ -6,10 +6,10 @@ from keras import ops
 from rnn_keras.cells import RecurrentCell, make_cell
 from rnn_keras.kernels import scan
 
-# Training splits a sequence into at most this many chunks of time, each at
-# least MIN_CHUNK_STEPS long (see Recurrent._fused_chunks); measured with
-# benchmarks/cells.py on a 2-core CPU.
-TRAINING_CHUNKS = 4
+# Training with a fused kernel runs a sequence in at most this many chunks of
+# time, each at least MIN_CHUNK_STEPS long (see Recurrent._chunks); chosen
+# with benchmarks/cells.py on a 2-core CPU (6 and 8 chunks were no faster).
+CHUNKS = 4
 MIN_CHUNK_STEPS = 16
 
 
@@ -207,24 +207,24 @@ class Recurrent(keras.layers.Layer):
         """The loops of an rnn_keras cell, time-major; returns (outputs, last output, states).
 
         Training runs the cell's fused kernel where it has one (it saves what
-        its hand-written backward pass needs), otherwise the plain state loop;
-        both hoist x_t W out of the loop. Inference projects inside the loop
-        instead: x_t W does not depend on the state, so the loop's parallel
-        iterations overlap it with the recurrent product of the step before,
-        which a hoisted product, run before the loop, cannot. `outputs` is
-        None when neither the sequence nor the mask needs it.
+        its hand-written backward pass needs), otherwise the plain state loop,
+        which does less work. `outputs` is None when neither the returned
+        sequence nor the mask needs it.
         """
-        chunks = self._fused_chunks(inputs, states, mask, recurrent_mask) if training else None
-        if chunks is None and not training and not self.return_sequences:
-            final_states = self._final_state_loop(inputs, states, mask)
-            last_output = final_states[0]
-            if mask is not None:
-                # Keras outputs zeros for a sequence without a real step.
-                real = ops.cast(ops.max(mask, axis=0) > 0, last_output.dtype)
-                last_output = last_output * real
-            return None, last_output, final_states
-        if chunks is None:
-            projected = self.cell.project_inputs(inputs) if training else inputs
+        cell = self.cell
+        if training and getattr(cell, "has_fused_kernel", False):
+
+            def run(piece, states, piece_mask):
+                projected = cell.project_inputs(piece)
+                return cell.fused_sequence(projected, states, piece_mask, recurrent_mask, True)
+
+            chunks = self._chunks(inputs, states, mask, run)
+        else:
+            # Inference projects inside the loop: x_t W does not depend on the
+            # state, so the loop's parallel iterations overlap it with the
+            # recurrent product of the step before. (Hoisted, in chunks, it
+            # was slower on a 2-core CPU.)
+            projected = inputs if not training else cell.project_inputs(inputs)
             chunks = [
                 self._state_loop(
                     projected, states, mask, recurrent_mask, project_in_loop=not training
@@ -243,58 +243,28 @@ class Recurrent(keras.layers.Layer):
             outputs = outputs * mask
         return outputs, last_output, final_states
 
-    def _fused_chunks(self, inputs, states, mask, recurrent_mask):
-        """Training: the cell's fused kernel over consecutive chunks of time.
+    def _chunks(self, inputs, states, mask, run):
+        """Training with a fused kernel: `run(piece, states, piece_mask)` over chunks of time.
 
         Each chunk is projected and run on its own, its final states starting
         the next. The time loop is a chain of small dependent operations that
         leaves the second CPU core mostly idle; in chunks, TensorFlow computes
         the large products of one chunk (its input projection, its weight
         gradients) on that core while the loop of the next one runs. Returns
-        a list of per-chunk state sequences, or None if the cell has no fused
-        kernel.
+        the list of per-chunk state sequences.
         """
-        if not getattr(self.cell, "has_fused_kernel", False):
-            return None
         steps = inputs.shape[0]
-        count = 1 if steps is None else max(1, min(TRAINING_CHUNKS, steps // MIN_CHUNK_STEPS))
+        count = 1 if steps is None else max(1, min(CHUNKS, steps // MIN_CHUNK_STEPS))
+        if count == 1:
+            return [run(inputs, states, mask)]
         bounds = [round(index * steps / count) for index in range(1, count)]
-        pieces = ops.split(inputs, bounds, axis=0) if count > 1 else [inputs]
-        masks = [None] * count
-        if mask is not None and count > 1:
-            masks = ops.split(mask, bounds, axis=0)
-        elif mask is not None:
-            masks = [mask]
+        pieces = ops.split(inputs, bounds, axis=0)
+        masks = ops.split(mask, bounds, axis=0) if mask is not None else [None] * count
         chunks = []
         for piece, piece_mask in zip(pieces, masks, strict=True):
-            sequences = self.cell.fused_sequence(
-                self.cell.project_inputs(piece), states, piece_mask, recurrent_mask, True
-            )
-            chunks.append(sequences)
-            states = [sequence[-1] for sequence in sequences]
+            chunks.append(run(piece, states, piece_mask))
+            states = [sequence[-1] for sequence in chunks[-1]]
         return chunks
-
-    def _final_state_loop(self, inputs, states, mask):
-        """Inference when only the final states are wanted: a loop that collects nothing.
-
-        `keras.ops.scan` would write every state of every step to a TensorArray
-        and stack them afterwards; a `fori_loop` only carries them.
-        """
-        cell = self.cell
-
-        def body(index, carry):
-            projected = cell.project_inputs(inputs[index])
-            _, new_states = cell.recurrent_step(projected, list(carry))
-            new_states = _as_list(new_states)
-            if mask is not None:
-                new_states = [
-                    old + mask[index] * (new - old)
-                    for new, old in zip(new_states, carry, strict=True)
-                ]
-            return tuple(new_states)
-
-        steps = inputs.shape[0] if inputs.shape[0] is not None else ops.shape(inputs)[0]
-        return list(ops.fori_loop(0, steps, body, tuple(states)))
 
     def _state_loop(self, inputs, states, mask, recurrent_mask, project_in_loop=False):
         """The loop of an rnn_keras cell: carries and collects only its states.

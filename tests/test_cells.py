@@ -154,9 +154,9 @@ def test_last_output_of_a_padded_sequence_is_its_last_valid_output(zero_output_f
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("variant", ["lstm", "gru", "elman"])
 def test_final_output_and_states_with_an_empty_sequence_match_keras(variant, training):
-    """return_sequences=False at inference runs a loop that keeps only the states (no output
-    sequence): a row with no real step still outputs zeros and keeps its initial states,
-    the other rows end at their last real step, as in Keras's built-in layers."""
+    """return_sequences=False with a row that has no real step: that row outputs zeros and
+    keeps its initial states, the other rows end at their last real step, as in Keras's
+    built-in layers; in training (fused kernels, in chunks of time) and at inference."""
     rng, sequences, _ = make_inputs(6)
     mask = right_padded_mask([6, 0, 3, 1], TIME)
     cell = make_cell(variant, UNITS)
