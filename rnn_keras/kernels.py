@@ -84,8 +84,8 @@ ACTIVATION_DERIVATIVES = {
 def column_sums(values):
     """Sum of `(..., width)` over all leading axes, as a `(1, rows) x (rows, width)` product.
 
-    TensorFlow's CPU reduction over the rows of a tall matrix takes about
-    twice as long as this matrix product (7.6 against 3.5 ms for 6400 x 1024).
+    On a CPU, TensorFlow's reduction over the rows of a tall matrix is
+    slower than this matrix product.
     """
     flat = ops.reshape(values, (-1, ops.shape(values)[-1]))
     ones = ops.ones((1, ops.shape(flat)[0]), dtype=flat.dtype)
