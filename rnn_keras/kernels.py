@@ -144,8 +144,13 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask
     tensors = [projected, h0, c0, recurrent_kernel]
     tensors += [mask] if has_mask else []
     tensors += [recurrent_mask] if has_dropout else []
+    hs, cs = ops.custom_gradient(_lstm_kernel(has_mask, has_dropout))(*tensors)
+    return [hs, cs]
 
-    @ops.custom_gradient
+
+def _lstm_kernel(has_mask, has_dropout):
+    """lstm_sequence's forward pass and hand-written gradient, for `ops.custom_gradient`."""
+
     def kernel(*args):
         projected, h0, c0, recurrent_kernel = args[:4]
         mask = args[4] if has_mask else None
@@ -235,8 +240,7 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask
 
         return (hs, cs), grad
 
-    hs, cs = kernel(*tensors)
-    return [hs, cs]
+    return kernel
 
 
 def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, recurrent_mask=None):
@@ -252,8 +256,12 @@ def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, rec
     tensors += [recurrent_bias] if has_bias else []
     tensors += [mask] if has_mask else []
     tensors += [recurrent_mask] if has_dropout else []
+    return [ops.custom_gradient(_gru_kernel(has_mask, has_dropout, has_bias))(*tensors)]
 
-    @ops.custom_gradient
+
+def _gru_kernel(has_mask, has_dropout, has_bias):
+    """gru_sequence's forward pass and hand-written gradient, for `ops.custom_gradient`."""
+
     def kernel(*args):
         projected, h0, recurrent_kernel = args[:3]
         position = 3
@@ -332,7 +340,7 @@ def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, rec
 
         return hs, grad
 
-    return [kernel(*tensors)]
+    return kernel
 
 
 def gru_reset_before_sequence(projected, h0, recurrent_kernel, mask=None, recurrent_mask=None):
@@ -499,3 +507,104 @@ def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recur
         return hs, grad
 
     return [kernel(*tensors)]
+
+
+def _final_states(step, sequence_kernel, inputs, kernel, bias, initial, weights, mask):
+    """Final states of a cell run over `inputs`, with x_t W + b computed inside the loop.
+
+    The loop carries only the states and collects nothing (inference without the
+    output sequence). It reads `inputs` by slicing, whose automatic gradient
+    would be a whole-sequence tensor at every step; so the gradient is written
+    by hand instead: the fused training kernel `sequence_kernel` (its forward
+    pass and gradient, as `_lstm_kernel` returns) runs again on the hoisted
+    projection, and its gradient for the projection gives those of the inputs,
+    `kernel` and `bias`.
+
+    Args:
+        step: `(projected_t, states, *weights) -> new states`.
+        sequence_kernel: `(projected, *initial, *weights[, mask]) -> (sequences, grad)`.
+        inputs: `(time, batch, features)`; kernel `(features, width)`; bias `(width,)`.
+        initial: list of `(batch, units)` states; weights: the recurrent weights.
+        mask: `(time, batch, 1)` float mask or None.
+    """
+    has_mask = mask is not None
+    count, weight_count = len(initial), len(weights)
+
+    def final(inputs, kernel, bias, *rest):
+        states = list(rest[:count])
+        weights = list(rest[count : count + weight_count])
+        mask = rest[-1] if has_mask else None
+
+        def body(index, carry):
+            new = step(ops.matmul(inputs[index], kernel) + bias, list(carry), *weights)
+            if has_mask:
+                new = [_keep_masked(n, old, mask[index]) for n, old in zip(new, carry, strict=True)]
+            return tuple(new)
+
+        steps = inputs.shape[0] if inputs.shape[0] is not None else ops.shape(inputs)[0]
+        finals = ops.fori_loop(0, steps, body, tuple(states))
+
+        def grad(*upstream):
+            projected = ops.matmul(inputs, kernel) + bias
+            extra = [mask] if has_mask else []
+            sequences, sequence_grad = sequence_kernel(projected, *states, *weights, *extra)
+            sequences = sequences if isinstance(sequences, (list, tuple)) else [sequences]
+            # Only the last step of each state sequence reaches the final states.
+            d_sequences = [
+                ops.concatenate(
+                    [ops.zeros_like(sequence[:-1]), _zeros_if_none(d, sequence[-1])[None]], axis=0
+                )
+                for sequence, d in zip(sequences, upstream, strict=True)
+            ]
+            grads = sequence_grad(*d_sequences)
+            d_projected = grads[0]
+            width = ops.shape(d_projected)[-1]
+            flat_inputs = ops.reshape(inputs, (-1, ops.shape(inputs)[-1]))
+            flat_d = ops.reshape(d_projected, (-1, width))
+            d_inputs = ops.reshape(ops.matmul(flat_d, ops.transpose(kernel)), ops.shape(inputs))
+            d_kernel = ops.matmul(ops.transpose(flat_inputs), flat_d)
+            return [d_inputs, d_kernel, column_sums(d_projected), *grads[1:]]
+
+        return tuple(finals), grad
+
+    tensors = [inputs, kernel, bias, *initial, *weights] + ([mask] if has_mask else [])
+    return list(ops.custom_gradient(final)(*tensors))
+
+
+def _lstm_step(projected, states, recurrent_kernel):
+    h, c = states
+    i, f, g, o = ops.split(projected + ops.matmul(h, recurrent_kernel), 4, axis=-1)
+    c_new = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+    return [ops.sigmoid(o) * ops.tanh(c_new), c_new]
+
+
+def lstm_final_states(inputs, kernel, bias, h0, c0, recurrent_kernel, mask=None):
+    """Final `[h, c]` of an LSTM over `(time, batch, features)` inputs (see `_final_states`)."""
+    sequence_kernel = _lstm_kernel(mask is not None, False)
+    return _final_states(
+        _lstm_step, sequence_kernel, inputs, kernel, bias, [h0, c0], [recurrent_kernel], mask
+    )
+
+
+def _gru_step(projected, states, recurrent_kernel, recurrent_bias):
+    (h,) = states
+    x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
+    r_z, r_r, r_h = ops.split(ops.matmul(h, recurrent_kernel) + recurrent_bias, 3, axis=-1)
+    z = ops.sigmoid(x_z + r_z)
+    candidate = ops.tanh(x_h + ops.sigmoid(x_r + r_r) * r_h)
+    return [candidate + z * (h - candidate)]
+
+
+def gru_final_states(inputs, kernel, bias, h0, recurrent_kernel, recurrent_bias, mask=None):
+    """Final `[h]` of a GRU (`reset_after=True`, with biases) over `(time, batch, features)`."""
+    sequence_kernel = _gru_kernel(mask is not None, False, True)
+    return _final_states(
+        _gru_step,
+        sequence_kernel,
+        inputs,
+        kernel,
+        bias,
+        [h0],
+        [recurrent_kernel, recurrent_bias],
+        mask,
+    )

@@ -212,6 +212,15 @@ class Recurrent(keras.layers.Layer):
         sequence nor the mask needs it.
         """
         cell = self.cell
+        if not training and not self.return_sequences:
+            final_states = cell.fused_final_states(inputs, states, mask)
+            if final_states is not None:
+                last_output = final_states[0]
+                if mask is not None:
+                    # Keras outputs zeros for a sequence without a real step.
+                    real = ops.cast(ops.max(mask, axis=0) > 0, last_output.dtype)
+                    last_output = last_output * real
+                return None, last_output, final_states
         if training and getattr(cell, "has_fused_kernel", False):
 
             def run(piece, states, piece_mask):

@@ -100,6 +100,49 @@ def test_gradients_through_50_steps_match_keras_builtin(variant, masked, trainin
         np.testing.assert_allclose(ours[name], value, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
 
 
+@pytest.mark.parametrize("variant", ["lstm", "gru"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_inference_final_states_gradients_match_keras_builtin(variant, masked):
+    """training=False without the output sequence runs a loop that only carries the states,
+    with a hand-written gradient (it reruns the fused training kernel): outputs, final
+    states and gradients for inputs, initial states and every weight equal Keras's."""
+    time = 40
+    rng, sequences, mask = make_inputs(11, batch=3, lengths=[40, 17, 0], time=time)
+    mask = mask if masked else None
+    cell = make_cell(variant, UNITS)
+    layer = rnn_keras.Recurrent(cell, return_state=True)
+    layer(sequences)
+    randomize_weights(cell, rng, scale=0.4)
+    keras_layer = make_keras_twin_layer(variant, UNITS, return_state=True)
+    keras_layer(sequences)
+    copy_weights_by_name(cell, keras_layer.cell)
+    initial = random_states(rng, variant, 3, UNITS)
+    projections = [
+        rng.standard_normal((3, UNITS)).astype("float32") for _ in range(1 + len(initial))
+    ]
+
+    def outputs_and_gradients(layer, cell):
+        inputs = tf.convert_to_tensor(sequences)
+        states = [tf.convert_to_tensor(state) for state in initial]
+        with tf.GradientTape() as tape:
+            tape.watch([inputs, *states])
+            results = layer(inputs, initial_state=states, mask=mask, training=False)
+            loss = sum(
+                tf.reduce_sum(result * projection)
+                for result, projection in zip(results, projections, strict=True)
+            )
+        weights = [get_weight(cell, name).value for name in ("kernel", "recurrent_kernel", "bias")]
+        return results, tape.gradient(loss, [inputs, *states, *weights])
+
+    ours, our_gradients = outputs_and_gradients(layer, cell)
+    expected, expected_gradients = outputs_and_gradients(keras_layer, keras_layer.cell)
+    for value, reference in zip(ours, expected, strict=True):
+        np.testing.assert_allclose(value, reference, **TOLERANCE)
+    for value, reference in zip(our_gradients, expected_gradients, strict=True):
+        scale = float(np.max(np.abs(reference)))
+        np.testing.assert_allclose(value, reference, rtol=1e-4, atol=1e-5 * scale)
+
+
 @pytest.fixture
 def float64():
     """float64 everywhere (the global dtype policy, cached once any layer exists, and floatx)."""

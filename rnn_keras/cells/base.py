@@ -174,6 +174,16 @@ class RecurrentCell(keras.layers.Layer):
         """Whether `fused_sequence` has a hand-written kernel for this cell's settings."""
         return False
 
+    def fused_final_states(self, inputs, initial_states, mask):
+        """Inference without the output sequence: the final states, or None.
+
+        Args:
+            inputs: `(time, batch, features)`, not projected.
+            initial_states: list of `(batch, state)` tensors.
+            mask: `(time, batch, 1)` float mask or None.
+        """
+        return None
+
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
         """Runs a whole time-major sequence with a hand-written gradient, or returns None.
 

@@ -108,6 +108,20 @@ class GRUCell(RecurrentCell):
             and activation_name(self.recurrent_activation) == "sigmoid"
         )
 
+    def fused_final_states(self, inputs, initial_states, mask):
+        if not (self.has_fused_kernel and self.use_bias and self.reset_after):
+            return None
+        input_bias, recurrent_bias = self._biases()
+        return kernels.gru_final_states(
+            inputs,
+            ops.copy(self.kernel),
+            input_bias,
+            initial_states[0],
+            ops.copy(self.recurrent_kernel),
+            recurrent_bias,
+            mask,
+        )
+
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
         if not self.has_fused_kernel:
             return None

@@ -140,6 +140,19 @@ class LSTMCell(RecurrentCell):
             and not self.layer_norm
         )
 
+    def fused_final_states(self, inputs, initial_states, mask):
+        if not self.has_fused_kernel or not self.use_bias:
+            return None
+        return kernels.lstm_final_states(
+            inputs,
+            ops.copy(self.kernel),
+            ops.copy(self.bias),
+            initial_states[0],
+            initial_states[1],
+            ops.copy(self.recurrent_kernel),
+            mask,
+        )
+
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
         if not self.has_fused_kernel:
             return None
