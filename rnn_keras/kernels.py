@@ -72,7 +72,14 @@ def sliced_scan(step, initial, inputs, reverse=False):
     )
 
 
-# Derivative of an activation written in terms of its output y = act(a).
+# The activations of the Elman kernel, and each one's derivative written in
+# terms of its output y = act(a).
+ACTIVATIONS = {
+    "tanh": ops.tanh,
+    "sigmoid": ops.sigmoid,
+    "relu": ops.relu,
+    "linear": lambda a: a,
+}
 ACTIVATION_DERIVATIVES = {
     "tanh": lambda y: 1.0 - y * y,
     "sigmoid": lambda y: y * (1.0 - y),
@@ -353,8 +360,13 @@ def gru_reset_before_sequence(projected, h0, recurrent_kernel, mask=None, recurr
     tensors = [projected, h0, recurrent_kernel]
     tensors += [mask] if has_mask else []
     tensors += [recurrent_mask] if has_dropout else []
+    kernel = _gru_reset_before_kernel(has_mask, has_dropout)
+    return [ops.custom_gradient(kernel)(*tensors)]
 
-    @ops.custom_gradient
+
+def _gru_reset_before_kernel(has_mask, has_dropout):
+    """gru_reset_before_sequence's forward pass and gradient, for `ops.custom_gradient`."""
+
     def kernel(*args):
         projected, h0, recurrent_kernel = args[:3]
         mask = args[3] if has_mask else None
@@ -428,7 +440,7 @@ def gru_reset_before_sequence(projected, h0, recurrent_kernel, mask=None, recurr
 
         return hs, grad
 
-    return [kernel(*tensors)]
+    return kernel
 
 
 def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recurrent_mask=None):
@@ -436,17 +448,20 @@ def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recur
 
     `activation` is a name in ACTIVATION_DERIVATIVES. Returns `[hs]`.
     """
-    derivative = ACTIVATION_DERIVATIVES[activation]
-    activation_fn = {"tanh": ops.tanh, "sigmoid": ops.sigmoid, "relu": ops.relu}.get(
-        activation, lambda a: a
-    )
     has_mask = mask is not None
     has_dropout = recurrent_mask is not None
     tensors = [projected, h0, recurrent_kernel]
     tensors += [mask] if has_mask else []
     tensors += [recurrent_mask] if has_dropout else []
+    kernel = _elman_kernel(activation, has_mask, has_dropout)
+    return [ops.custom_gradient(kernel)(*tensors)]
 
-    @ops.custom_gradient
+
+def _elman_kernel(activation, has_mask, has_dropout):
+    """elman_sequence's forward pass and gradient, for `ops.custom_gradient`."""
+    derivative = ACTIVATION_DERIVATIVES[activation]
+    activation_fn = ACTIVATIONS[activation]
+
     def kernel(*args):
         projected, h0, recurrent_kernel = args[:3]
         mask = args[3] if has_mask else None
@@ -506,7 +521,7 @@ def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recur
 
         return hs, grad
 
-    return [kernel(*tensors)]
+    return kernel
 
 
 def _final_states(step, sequence_kernel, inputs, kernel, bias, initial, weights, mask):
@@ -607,4 +622,43 @@ def gru_final_states(inputs, kernel, bias, h0, recurrent_kernel, recurrent_bias,
         [h0],
         [recurrent_kernel, recurrent_bias],
         mask,
+    )
+
+
+def _gru_reset_before_step(projected, states, recurrent_kernel):
+    (h,) = states
+    units = ops.shape(h)[1]
+    x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
+    r_z, r_r = ops.split(ops.matmul(h, recurrent_kernel[:, : 2 * units]), 2, axis=-1)
+    z = ops.sigmoid(x_z + r_z)
+    reset = ops.sigmoid(x_r + r_r) * h
+    candidate = ops.tanh(x_h + ops.matmul(reset, recurrent_kernel[:, 2 * units :]))
+    return [candidate + z * (h - candidate)]
+
+
+def gru_reset_before_final_states(inputs, kernel, bias, h0, recurrent_kernel, mask=None):
+    """Final `[h]` of a GRU (`reset_after=False`, with a bias) over `(time, batch, features)`."""
+    sequence_kernel = _gru_reset_before_kernel(mask is not None, False)
+    return _final_states(
+        _gru_reset_before_step,
+        sequence_kernel,
+        inputs,
+        kernel,
+        bias,
+        [h0],
+        [recurrent_kernel],
+        mask,
+    )
+
+
+def elman_final_states(inputs, kernel, bias, h0, recurrent_kernel, activation, mask=None):
+    """Final `[h]` of an Elman network over `(time, batch, features)` (see `_final_states`)."""
+    activation_fn = ACTIVATIONS[activation]
+
+    def step(projected, states, recurrent_kernel):
+        return [activation_fn(projected + ops.matmul(states[0], recurrent_kernel))]
+
+    sequence_kernel = _elman_kernel(activation, mask is not None, False)
+    return _final_states(
+        step, sequence_kernel, inputs, kernel, bias, [h0], [recurrent_kernel], mask
     )

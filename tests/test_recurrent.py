@@ -100,7 +100,7 @@ def test_gradients_through_50_steps_match_keras_builtin(variant, masked, trainin
         np.testing.assert_allclose(ours[name], value, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
 
 
-@pytest.mark.parametrize("variant", ["lstm", "gru"])
+@pytest.mark.parametrize("variant", ["lstm", "gru", "gru_reset_before", "elman"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_inference_final_states_gradients_match_keras_builtin(variant, masked):
     """training=False without the output sequence runs a loop that only carries the states,

@@ -59,6 +59,19 @@ class ElmanCell(RecurrentCell):
     def has_fused_kernel(self):
         return activation_name(self.activation) in kernels.ACTIVATION_DERIVATIVES
 
+    def fused_final_states(self, inputs, initial_states, mask):
+        if not self.has_fused_kernel or not self.use_bias:
+            return None
+        return kernels.elman_final_states(
+            inputs,
+            ops.copy(self.kernel),
+            ops.copy(self.bias),
+            initial_states[0],
+            ops.copy(self.recurrent_kernel),
+            activation_name(self.activation),
+            mask,
+        )
+
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
         if not self.has_fused_kernel:
             return None

@@ -109,17 +109,16 @@ class GRUCell(RecurrentCell):
         )
 
     def fused_final_states(self, inputs, initial_states, mask):
-        if not (self.has_fused_kernel and self.use_bias and self.reset_after):
+        if not (self.has_fused_kernel and self.use_bias):
             return None
+        kernel, recurrent_kernel = ops.copy(self.kernel), ops.copy(self.recurrent_kernel)
         input_bias, recurrent_bias = self._biases()
+        if not self.reset_after:
+            return kernels.gru_reset_before_final_states(
+                inputs, kernel, ops.copy(input_bias), initial_states[0], recurrent_kernel, mask
+            )
         return kernels.gru_final_states(
-            inputs,
-            ops.copy(self.kernel),
-            input_bias,
-            initial_states[0],
-            ops.copy(self.recurrent_kernel),
-            recurrent_bias,
-            mask,
+            inputs, kernel, input_bias, initial_states[0], recurrent_kernel, recurrent_bias, mask
         )
 
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
