@@ -66,7 +66,7 @@ def matmul_floor_functions(batch, steps, units, gates):
             h = ops.matmul(h, kernel)[:, :units]
             return h, h
 
-        return rnn_keras.kernels.scan(step, hidden[0], hidden)[1]
+        return rnn_keras.loops.scan(step, hidden[0], hidden)[1]
 
     @tf.function
     def backward_loop(deltas):
@@ -77,7 +77,7 @@ def matmul_floor_functions(batch, steps, units, gates):
             dz = ops.tile(dh, (1, gates))
             return dz, dz
 
-        return rnn_keras.kernels.scan(step, deltas[0], deltas, reverse=True)[1]
+        return rnn_keras.loops.scan(step, deltas[0], deltas, reverse=True)[1]
 
     @tf.function
     def kernel_gradient(hidden, deltas):

@@ -4,73 +4,21 @@ Automatic differentiation of a time loop records every intermediate of every
 step and replays them one by one; on a CPU that bookkeeping, not the
 arithmetic, dominates (see DESIGN.md, "Speed facts"). These kernels do what
 cuDNN does instead: the forward loop keeps only the activated gates, the
-backward loop does one matrix product per step, and the weight gradients are
-single large matrix products over all time steps afterwards.
+backward loop does one matrix product and the gate derivatives per step, and
+the weight gradients are single large matrix products over all time steps
+afterwards.
 
 All tensors are time-major: projected inputs `(time, batch, width)`, masks
 `(time, batch, 1)` as floats, recurrent dropout masks `(batch, units)`.
-Each kernel returns the per-step state sequences, `(time, batch, units)`.
+Each `*_sequence` kernel returns the per-step state sequences,
+`(time, batch, units)`; its `*_kernel` factory returns the function given to
+`keras.ops.custom_gradient` (forward pass and gradient), which
+`rnn_keras.final_states` also reruns.
 """
 
 from keras import ops
 
-# Iterations the TensorFlow loop may run ahead (`tf.while_loop`'s
-# parallel_iterations): lets the writes of step t overlap the product of step
-# t + 1, as Keras's own RNN loop does.
-LOOP_PARALLELISM = 32
-
-
-def scan(step, initial, inputs, reverse=False):
-    """`keras.ops.scan` with the loop parallelism above, for one or several sequences.
-
-    For loops that automatic differentiation goes through: keras.ops.scan
-    reads the sequences from TensorFlow TensorArrays, whose gradient is one
-    write per step. On TensorFlow, `keras.ops.scan` over several sequences
-    fails while tracing when their length is unknown (it compares static
-    lengths that are None). Those sequences, all `(time, batch, width)`, then
-    travel as one tensor concatenated along the last axis and are split again
-    inside the step.
-    """
-    sequences = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    if len(sequences) == 1 or sequences[0].shape[0] is not None:
-        return ops.scan(step, initial, inputs, reverse=reverse, unroll=LOOP_PARALLELISM)
-    widths = [sequence.shape[-1] for sequence in sequences]
-    if any(width is None for width in widths):
-        raise ValueError(f"Scanned sequences need static widths. Received widths {widths}.")
-    dtype = sequences[0].dtype
-    packed = ops.concatenate([ops.cast(sequence, dtype) for sequence in sequences], axis=-1)
-    bounds = [sum(widths[:index]) for index in range(len(widths) + 1)]
-
-    def packed_step(carry, packed_t):
-        parts = [
-            packed_t[..., start:stop] for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
-        return step(carry, type(inputs)(parts))
-
-    return ops.scan(packed_step, initial, packed, reverse=reverse, unroll=LOOP_PARALLELISM)
-
-
-def sliced_scan(step, initial, inputs, reverse=False):
-    """`scan` for loops that automatic differentiation never goes through.
-
-    The loop runs over the step index and slices the sequences itself: a
-    slice along the first axis is a view, while `keras.ops.scan` would first
-    copy every sequence into a TensorArray. Only for the loops inside the
-    kernels' custom gradients: differentiated, each slice's gradient would be
-    a zero tensor the size of the whole sequence, at every step.
-    """
-    sequences = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-    steps = sequences[0].shape[0]
-    steps = ops.shape(sequences[0])[0] if steps is None else steps
-
-    def indexed_step(carry, index):
-        sliced = [sequence[index] for sequence in sequences]
-        return step(carry, type(inputs)(sliced) if isinstance(inputs, (list, tuple)) else sliced[0])
-
-    return ops.scan(
-        indexed_step, initial, ops.arange(steps), reverse=reverse, unroll=LOOP_PARALLELISM
-    )
-
+from rnn_keras.loops import column_sums, keep_masked, sliced_scan, zeros_if_none
 
 # The activations of the Elman kernel, and each one's derivative written in
 # terms of its output y = act(a).
@@ -86,30 +34,6 @@ ACTIVATION_DERIVATIVES = {
     "relu": lambda y: ops.cast(y > 0, y.dtype),
     "linear": lambda y: ops.ones_like(y),
 }
-
-
-def column_sums(values):
-    """Sum of `(..., width)` over all leading axes, as a `(1, rows) x (rows, width)` product.
-
-    On a CPU, TensorFlow's reduction over the rows of a tall matrix is
-    slower than this matrix product.
-    """
-    flat = ops.reshape(values, (-1, ops.shape(values)[-1]))
-    ones = ops.ones((1, ops.shape(flat)[0]), dtype=flat.dtype)
-    return ops.reshape(ops.matmul(ones, flat), (-1,))
-
-
-def add_bias(values, bias):
-    """`values + bias` over the last axis; the bias gradient is `column_sums`."""
-
-    @ops.custom_gradient
-    def add(values, bias):
-        def grad(upstream):
-            return upstream, column_sums(upstream)
-
-        return values + bias, grad
-
-    return add(values, ops.copy(bias))
 
 
 def _previous(sequence, initial):
@@ -132,15 +56,6 @@ def _recurrent_kernel_gradient(hs, h0, deltas, recurrent_mask=None):
     return _flat_matmul_transposed(earlier, deltas[1:]) + ops.matmul(ops.transpose(h0), deltas[0])
 
 
-def _keep_masked(new, old, mask_t):
-    """Where the mask is 0 the state carries over unchanged."""
-    return old + mask_t * (new - old)
-
-
-def _zeros_if_none(gradient, like):
-    return ops.zeros_like(like) if gradient is None else gradient
-
-
 def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask=None):
     """LSTM over a sequence (gate order i, f, c, o; sigmoid gates, tanh cell).
 
@@ -151,11 +66,11 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel, mask=None, recurrent_mask
     tensors = [projected, h0, c0, recurrent_kernel]
     tensors += [mask] if has_mask else []
     tensors += [recurrent_mask] if has_dropout else []
-    hs, cs = ops.custom_gradient(_lstm_kernel(has_mask, has_dropout))(*tensors)
+    hs, cs = ops.custom_gradient(lstm_kernel(has_mask, has_dropout))(*tensors)
     return [hs, cs]
 
 
-def _lstm_kernel(has_mask, has_dropout):
+def lstm_kernel(has_mask, has_dropout):
     """lstm_sequence's forward pass and hand-written gradient, for `ops.custom_gradient`."""
 
     def kernel(*args):
@@ -172,8 +87,8 @@ def _lstm_kernel(has_mask, has_dropout):
             c_new = f * c + i * g
             h_new = o * ops.tanh(c_new)
             if has_mask:
-                h_new = _keep_masked(h_new, h, inputs[1])
-                c_new = _keep_masked(c_new, c, inputs[1])
+                h_new = keep_masked(h_new, h, inputs[1])
+                c_new = keep_masked(c_new, c, inputs[1])
             gates = ops.concatenate([i, f, g, o], axis=-1)
             return (h_new, c_new, gates), (h_new, c_new, gates)
 
@@ -181,7 +96,7 @@ def _lstm_kernel(has_mask, has_dropout):
         _, (hs, cs, gates) = sliced_scan(step, (h0, c0, ops.zeros_like(projected[0])), xs)
 
         def grad(*upstream):
-            d_hs = _zeros_if_none(upstream[0], hs)
+            d_hs = zeros_if_none(upstream[0], hs)
             d_cs = upstream[1] if len(upstream) > 1 else None
             has_d_cs = d_cs is not None
             transposed_kernel = ops.transpose(recurrent_kernel)
@@ -263,10 +178,10 @@ def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, rec
     tensors += [recurrent_bias] if has_bias else []
     tensors += [mask] if has_mask else []
     tensors += [recurrent_mask] if has_dropout else []
-    return [ops.custom_gradient(_gru_kernel(has_mask, has_dropout, has_bias))(*tensors)]
+    return [ops.custom_gradient(gru_kernel(has_mask, has_dropout, has_bias))(*tensors)]
 
 
-def _gru_kernel(has_mask, has_dropout, has_bias):
+def gru_kernel(has_mask, has_dropout, has_bias):
     """gru_sequence's forward pass and hand-written gradient, for `ops.custom_gradient`."""
 
     def kernel(*args):
@@ -291,7 +206,7 @@ def _gru_kernel(has_mask, has_dropout, has_bias):
             candidate = ops.tanh(x_h + r * r_h)
             h_new = candidate + z * (h - candidate)
             if has_mask:
-                h_new = _keep_masked(h_new, h, inputs[1])
+                h_new = keep_masked(h_new, h, inputs[1])
             saved = ops.concatenate([z, r, candidate, r_h], axis=-1)
             return (h_new, saved), (h_new, saved)
 
@@ -300,7 +215,7 @@ def _gru_kernel(has_mask, has_dropout, has_bias):
         _, (hs, saved) = sliced_scan(step, (h0, initial_saved), xs)
 
         def grad(*upstream):
-            d_hs = _zeros_if_none(upstream[0], hs)
+            d_hs = zeros_if_none(upstream[0], hs)
             h_prev = _previous(hs, h0)
             transposed_kernel = ops.transpose(recurrent_kernel)
 
@@ -360,11 +275,11 @@ def gru_reset_before_sequence(projected, h0, recurrent_kernel, mask=None, recurr
     tensors = [projected, h0, recurrent_kernel]
     tensors += [mask] if has_mask else []
     tensors += [recurrent_mask] if has_dropout else []
-    kernel = _gru_reset_before_kernel(has_mask, has_dropout)
+    kernel = gru_reset_before_kernel(has_mask, has_dropout)
     return [ops.custom_gradient(kernel)(*tensors)]
 
 
-def _gru_reset_before_kernel(has_mask, has_dropout):
+def gru_reset_before_kernel(has_mask, has_dropout):
     """gru_reset_before_sequence's forward pass and gradient, for `ops.custom_gradient`."""
 
     def kernel(*args):
@@ -386,7 +301,7 @@ def _gru_reset_before_kernel(has_mask, has_dropout):
             candidate = ops.tanh(x_h + ops.matmul(r * h_in, kernel_h))
             h_new = candidate + z * (h - candidate)
             if has_mask:
-                h_new = _keep_masked(h_new, h, inputs[1])
+                h_new = keep_masked(h_new, h, inputs[1])
             saved = ops.concatenate([z, r, candidate], axis=-1)
             return (h_new, saved), (h_new, saved)
 
@@ -394,7 +309,7 @@ def _gru_reset_before_kernel(has_mask, has_dropout):
         _, (hs, saved) = sliced_scan(step, (h0, ops.zeros_like(projected[0])), xs)
 
         def grad(*upstream):
-            d_hs = _zeros_if_none(upstream[0], hs)
+            d_hs = zeros_if_none(upstream[0], hs)
             z, r, candidate = ops.split(saved, 3, axis=-1)
             h_prev = _previous(hs, h0)
             h_in = h_prev * recurrent_mask if has_dropout else h_prev
@@ -453,11 +368,11 @@ def elman_sequence(projected, h0, recurrent_kernel, activation, mask=None, recur
     tensors = [projected, h0, recurrent_kernel]
     tensors += [mask] if has_mask else []
     tensors += [recurrent_mask] if has_dropout else []
-    kernel = _elman_kernel(activation, has_mask, has_dropout)
+    kernel = elman_kernel(activation, has_mask, has_dropout)
     return [ops.custom_gradient(kernel)(*tensors)]
 
 
-def _elman_kernel(activation, has_mask, has_dropout):
+def elman_kernel(activation, has_mask, has_dropout):
     """elman_sequence's forward pass and gradient, for `ops.custom_gradient`."""
     derivative = ACTIVATION_DERIVATIVES[activation]
     activation_fn = ACTIVATIONS[activation]
@@ -476,7 +391,7 @@ def _elman_kernel(activation, has_mask, has_dropout):
                 return (fresh,), (fresh,)
             # A masked step keeps the old state; the backward pass needs the
             # activation it computed all the same.
-            carry = (_keep_masked(fresh, h, inputs[1]), fresh)
+            carry = (keep_masked(fresh, h, inputs[1]), fresh)
             return carry, carry
 
         xs = (projected, mask) if has_mask else projected
@@ -485,7 +400,7 @@ def _elman_kernel(activation, has_mask, has_dropout):
         hs, fresh = outputs[0], outputs[-1]
 
         def grad(*upstream):
-            d_hs = _zeros_if_none(upstream[0], hs)
+            d_hs = zeros_if_none(upstream[0], hs)
             transposed_kernel = ops.transpose(recurrent_kernel)
 
             # As in lstm_sequence: the slope step by step, and the gradient of
@@ -522,143 +437,3 @@ def _elman_kernel(activation, has_mask, has_dropout):
         return hs, grad
 
     return kernel
-
-
-def _final_states(step, sequence_kernel, inputs, kernel, bias, initial, weights, mask):
-    """Final states of a cell run over `inputs`, with x_t W + b computed inside the loop.
-
-    The loop carries only the states and collects nothing (inference without the
-    output sequence). It reads `inputs` by slicing, whose automatic gradient
-    would be a whole-sequence tensor at every step; so the gradient is written
-    by hand instead: the fused training kernel `sequence_kernel` (its forward
-    pass and gradient, as `_lstm_kernel` returns) runs again on the hoisted
-    projection, and its gradient for the projection gives those of the inputs,
-    `kernel` and `bias`.
-
-    Args:
-        step: `(projected_t, states, *weights) -> new states`.
-        sequence_kernel: `(projected, *initial, *weights[, mask]) -> (sequences, grad)`.
-        inputs: `(time, batch, features)`; kernel `(features, width)`; bias `(width,)`.
-        initial: list of `(batch, units)` states; weights: the recurrent weights.
-        mask: `(time, batch, 1)` float mask or None.
-    """
-    has_mask = mask is not None
-    count, weight_count = len(initial), len(weights)
-
-    def final(inputs, kernel, bias, *rest):
-        states = list(rest[:count])
-        weights = list(rest[count : count + weight_count])
-        mask = rest[-1] if has_mask else None
-
-        def body(index, carry):
-            new = step(ops.matmul(inputs[index], kernel) + bias, list(carry), *weights)
-            if has_mask:
-                new = [_keep_masked(n, old, mask[index]) for n, old in zip(new, carry, strict=True)]
-            return tuple(new)
-
-        steps = inputs.shape[0] if inputs.shape[0] is not None else ops.shape(inputs)[0]
-        finals = ops.fori_loop(0, steps, body, tuple(states))
-
-        def grad(*upstream):
-            projected = ops.matmul(inputs, kernel) + bias
-            extra = [mask] if has_mask else []
-            sequences, sequence_grad = sequence_kernel(projected, *states, *weights, *extra)
-            sequences = sequences if isinstance(sequences, (list, tuple)) else [sequences]
-            # Only the last step of each state sequence reaches the final states.
-            d_sequences = [
-                ops.concatenate(
-                    [ops.zeros_like(sequence[:-1]), _zeros_if_none(d, sequence[-1])[None]], axis=0
-                )
-                for sequence, d in zip(sequences, upstream, strict=True)
-            ]
-            grads = sequence_grad(*d_sequences)
-            d_projected = grads[0]
-            width = ops.shape(d_projected)[-1]
-            flat_inputs = ops.reshape(inputs, (-1, ops.shape(inputs)[-1]))
-            flat_d = ops.reshape(d_projected, (-1, width))
-            d_inputs = ops.reshape(ops.matmul(flat_d, ops.transpose(kernel)), ops.shape(inputs))
-            d_kernel = ops.matmul(ops.transpose(flat_inputs), flat_d)
-            return [d_inputs, d_kernel, column_sums(d_projected), *grads[1:]]
-
-        return tuple(finals), grad
-
-    tensors = [inputs, kernel, bias, *initial, *weights] + ([mask] if has_mask else [])
-    return list(ops.custom_gradient(final)(*tensors))
-
-
-def _lstm_step(projected, states, recurrent_kernel):
-    h, c = states
-    i, f, g, o = ops.split(projected + ops.matmul(h, recurrent_kernel), 4, axis=-1)
-    c_new = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
-    return [ops.sigmoid(o) * ops.tanh(c_new), c_new]
-
-
-def lstm_final_states(inputs, kernel, bias, h0, c0, recurrent_kernel, mask=None):
-    """Final `[h, c]` of an LSTM over `(time, batch, features)` inputs (see `_final_states`)."""
-    sequence_kernel = _lstm_kernel(mask is not None, False)
-    return _final_states(
-        _lstm_step, sequence_kernel, inputs, kernel, bias, [h0, c0], [recurrent_kernel], mask
-    )
-
-
-def _gru_step(projected, states, recurrent_kernel, recurrent_bias):
-    (h,) = states
-    x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
-    r_z, r_r, r_h = ops.split(ops.matmul(h, recurrent_kernel) + recurrent_bias, 3, axis=-1)
-    z = ops.sigmoid(x_z + r_z)
-    candidate = ops.tanh(x_h + ops.sigmoid(x_r + r_r) * r_h)
-    return [candidate + z * (h - candidate)]
-
-
-def gru_final_states(inputs, kernel, bias, h0, recurrent_kernel, recurrent_bias, mask=None):
-    """Final `[h]` of a GRU (`reset_after=True`, with biases) over `(time, batch, features)`."""
-    sequence_kernel = _gru_kernel(mask is not None, False, True)
-    return _final_states(
-        _gru_step,
-        sequence_kernel,
-        inputs,
-        kernel,
-        bias,
-        [h0],
-        [recurrent_kernel, recurrent_bias],
-        mask,
-    )
-
-
-def _gru_reset_before_step(projected, states, recurrent_kernel):
-    (h,) = states
-    units = ops.shape(h)[1]
-    x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
-    r_z, r_r = ops.split(ops.matmul(h, recurrent_kernel[:, : 2 * units]), 2, axis=-1)
-    z = ops.sigmoid(x_z + r_z)
-    reset = ops.sigmoid(x_r + r_r) * h
-    candidate = ops.tanh(x_h + ops.matmul(reset, recurrent_kernel[:, 2 * units :]))
-    return [candidate + z * (h - candidate)]
-
-
-def gru_reset_before_final_states(inputs, kernel, bias, h0, recurrent_kernel, mask=None):
-    """Final `[h]` of a GRU (`reset_after=False`, with a bias) over `(time, batch, features)`."""
-    sequence_kernel = _gru_reset_before_kernel(mask is not None, False)
-    return _final_states(
-        _gru_reset_before_step,
-        sequence_kernel,
-        inputs,
-        kernel,
-        bias,
-        [h0],
-        [recurrent_kernel],
-        mask,
-    )
-
-
-def elman_final_states(inputs, kernel, bias, h0, recurrent_kernel, activation, mask=None):
-    """Final `[h]` of an Elman network over `(time, batch, features)` (see `_final_states`)."""
-    activation_fn = ACTIVATIONS[activation]
-
-    def step(projected, states, recurrent_kernel):
-        return [activation_fn(projected + ops.matmul(states[0], recurrent_kernel))]
-
-    sequence_kernel = _elman_kernel(activation, mask is not None, False)
-    return _final_states(
-        step, sequence_kernel, inputs, kernel, bias, [h0], [recurrent_kernel], mask
-    )

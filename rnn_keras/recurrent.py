@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from rnn_keras.cells import RecurrentCell, make_cell
-from rnn_keras.kernels import scan
+from rnn_keras.loops import scan
 
 # Training with a fused kernel runs a sequence in at most this many chunks of
 # time, each at least MIN_CHUNK_STEPS long (see Recurrent._chunks); chosen

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from rnn_keras import kernels
+from rnn_keras import final_states, kernels, loops
 from rnn_keras.cells.base import RecurrentCell, activation_name, get_activation
 
 
@@ -46,7 +46,7 @@ class ElmanCell(RecurrentCell):
 
     def project_inputs(self, inputs):
         projected = ops.matmul(inputs, self.kernel)
-        return kernels.add_bias(projected, self.bias) if self.use_bias else projected
+        return loops.add_bias(projected, self.bias) if self.use_bias else projected
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
         h_previous = states[0] if isinstance(states, (list, tuple)) else states
@@ -62,7 +62,7 @@ class ElmanCell(RecurrentCell):
     def fused_final_states(self, inputs, initial_states, mask):
         if not self.has_fused_kernel or not self.use_bias:
             return None
-        return kernels.elman_final_states(
+        return final_states.elman_final_states(
             inputs,
             ops.copy(self.kernel),
             ops.copy(self.bias),

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from rnn_keras import kernels
+from rnn_keras import final_states, kernels, loops
 from rnn_keras.cells.base import RecurrentCell, activation_name, get_activation
 
 
@@ -73,7 +73,7 @@ class GRUCell(RecurrentCell):
     def project_inputs(self, inputs):
         projected = ops.matmul(inputs, self.kernel)
         input_bias, _ = self._biases()
-        return projected if input_bias is None else kernels.add_bias(projected, input_bias)
+        return projected if input_bias is None else loops.add_bias(projected, input_bias)
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
         h_previous = states[0] if isinstance(states, (list, tuple)) else states
@@ -114,10 +114,10 @@ class GRUCell(RecurrentCell):
         kernel, recurrent_kernel = ops.copy(self.kernel), ops.copy(self.recurrent_kernel)
         input_bias, recurrent_bias = self._biases()
         if not self.reset_after:
-            return kernels.gru_reset_before_final_states(
+            return final_states.gru_reset_before_final_states(
                 inputs, kernel, ops.copy(input_bias), initial_states[0], recurrent_kernel, mask
             )
-        return kernels.gru_final_states(
+        return final_states.gru_final_states(
             inputs, kernel, input_bias, initial_states[0], recurrent_kernel, recurrent_bias, mask
         )
 

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from rnn_keras import kernels
+from rnn_keras import final_states, kernels, loops
 from rnn_keras.cells.base import RecurrentCell, activation_name, get_activation
 
 LAYER_NORM_EPSILON = 1e-3
@@ -106,7 +106,7 @@ class LSTMCell(RecurrentCell):
         if self.layer_norm:
             projected = layer_normalize(projected, self.kernel_norm_gamma, self.kernel_norm_beta)
         if self.use_bias:
-            projected = kernels.add_bias(projected, self.bias)
+            projected = loops.add_bias(projected, self.bias)
         return projected
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
@@ -143,7 +143,7 @@ class LSTMCell(RecurrentCell):
     def fused_final_states(self, inputs, initial_states, mask):
         if not self.has_fused_kernel or not self.use_bias:
             return None
-        return kernels.lstm_final_states(
+        return final_states.lstm_final_states(
             inputs,
             ops.copy(self.kernel),
             ops.copy(self.bias),
