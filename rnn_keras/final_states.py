@@ -48,7 +48,10 @@ def final_states(step, sequence_kernel, inputs, kernel, bias, initial, weights, 
         def body(index, carry):
             new = step(ops.matmul(inputs[index], kernel) + bias, list(carry), *weights)
             if has_mask:
-                new = [keep_masked(n, old, mask[index]) for n, old in zip(new, carry, strict=True)]
+                new = [
+                    keep_masked(state, old, mask[index])
+                    for state, old in zip(new, carry, strict=True)
+                ]
             return tuple(new)
 
         steps = inputs.shape[0] if inputs.shape[0] is not None else ops.shape(inputs)[0]
