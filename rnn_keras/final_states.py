@@ -28,7 +28,9 @@ def final_states(step, sequence_kernel, inputs, kernel, bias, initial, weights, 
     by hand instead: the fused training kernel `sequence_kernel` (its forward
     pass and gradient, as `lstm_kernel` returns) runs again on the hoisted
     projection, and its gradient for the projection gives those of the inputs,
-    `kernel` and `bias`.
+    `kernel` and `bias`. The steps below take the weights as tensors rather
+    than calling the cell's `recurrent_step`, which reads its variables: a
+    custom gradient has to receive everything it differentiates as inputs.
 
     Args:
         step: `(projected_t, states, *weights) -> new states`.

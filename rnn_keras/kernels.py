@@ -239,6 +239,8 @@ def gru_kernel(has_mask, has_dropout, has_bias):
                 dh_direct = dh_new * z
                 if has_mask:
                     dh_direct = dh_direct + (dh - dh_new)
+                # keras.ops.scan collects exactly what it carries, so the input
+                # gradient rides in the carry unused.
                 carry = (d_recurrent, dh_direct, d_projected)
                 return carry, carry
 

@@ -7,7 +7,7 @@ from rnn_keras.cells import RecurrentCell, make_cell
 from rnn_keras.loops import scan
 
 # Training with a fused kernel runs a sequence in at most this many chunks of
-# time, each at least MIN_CHUNK_STEPS long (see Recurrent._chunks); chosen
+# time, each at least MIN_CHUNK_STEPS long (Recurrent._fused_chunks); chosen
 # with benchmarks/cells.py on a 2-core CPU (6 and 8 chunks were no faster).
 CHUNKS = 4
 MIN_CHUNK_STEPS = 16
@@ -207,9 +207,10 @@ class Recurrent(keras.layers.Layer):
         """The loops of an rnn_keras cell, time-major; returns (outputs, last output, states).
 
         Training runs the cell's fused kernel where it has one (it saves what
-        its hand-written backward pass needs), otherwise the plain state loop,
-        which does less work. `outputs` is None when neither the returned
-        sequence nor the mask needs it.
+        its hand-written backward pass needs), in chunks of time; otherwise the
+        plain state loop, which does less work. Inference that needs only the
+        final states asks the cell for its state-only loop first. `outputs` is
+        None when neither the returned sequence nor the mask needs it.
         """
         cell = self.cell
         if not training and not self.return_sequences:
@@ -221,13 +222,8 @@ class Recurrent(keras.layers.Layer):
                     real = ops.cast(ops.max(mask, axis=0) > 0, last_output.dtype)
                     last_output = last_output * real
                 return None, last_output, final_states
-        if training and getattr(cell, "has_fused_kernel", False):
-
-            def run(piece, states, piece_mask):
-                projected = cell.project_inputs(piece)
-                return cell.fused_sequence(projected, states, piece_mask, recurrent_mask, True)
-
-            chunks = self._chunks(inputs, states, mask, run)
+        if training and cell.has_fused_kernel:
+            chunks = self._fused_chunks(inputs, states, mask, recurrent_mask)
         else:
             # Inference projects inside the loop: x_t W does not depend on the
             # state, so the loop's parallel iterations overlap it with the
@@ -252,8 +248,8 @@ class Recurrent(keras.layers.Layer):
             outputs = outputs * mask
         return outputs, last_output, final_states
 
-    def _chunks(self, inputs, states, mask, run):
-        """Training with a fused kernel: `run(piece, states, piece_mask)` over chunks of time.
+    def _fused_chunks(self, inputs, states, mask, recurrent_mask):
+        """Training with the cell's fused kernel, over consecutive chunks of time.
 
         Each chunk is projected and run on its own, its final states starting
         the next. The time loop is a chain of small dependent operations that
@@ -264,14 +260,17 @@ class Recurrent(keras.layers.Layer):
         """
         steps = inputs.shape[0]
         count = 1 if steps is None else max(1, min(CHUNKS, steps // MIN_CHUNK_STEPS))
-        if count == 1:
-            return [run(inputs, states, mask)]
         bounds = [round(index * steps / count) for index in range(1, count)]
-        pieces = ops.split(inputs, bounds, axis=0)
-        masks = ops.split(mask, bounds, axis=0) if mask is not None else [None] * count
+        pieces = ops.split(inputs, bounds, axis=0) if count > 1 else [inputs]
+        masks = [None] * count
+        if mask is not None:
+            masks = ops.split(mask, bounds, axis=0) if count > 1 else [mask]
         chunks = []
         for piece, piece_mask in zip(pieces, masks, strict=True):
-            chunks.append(run(piece, states, piece_mask))
+            projected = self.cell.project_inputs(piece)
+            chunks.append(
+                self.cell.fused_sequence(projected, states, piece_mask, recurrent_mask, True)
+            )
             states = [sequence[-1] for sequence in chunks[-1]]
         return chunks
 

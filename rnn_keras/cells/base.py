@@ -58,8 +58,9 @@ class RecurrentCell(keras.layers.Layer):
 
     Subclasses set `state_size` and `output_size`, create their weights in
     `build`, and override `project_inputs` and `recurrent_step`. They may
-    also override `fused_sequence` to run a whole sequence with a hand-written
-    backward pass.
+    also set `has_fused_kernel` and override `fused_sequence` to run a whole
+    sequence with a hand-written backward pass, and `fused_final_states` for
+    inference that needs only the final states.
 
     Args:
         units: positive integer, dimensionality of the hidden state.
@@ -185,7 +186,9 @@ class RecurrentCell(keras.layers.Layer):
         return None
 
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
-        """Runs a whole time-major sequence with a hand-written gradient, or returns None.
+        """Runs a whole time-major sequence with a hand-written gradient.
+
+        `Recurrent` calls it only when `has_fused_kernel` is True.
 
         Args:
             projected: `(time, batch, projected_features)`, already projected.
@@ -196,11 +199,10 @@ class RecurrentCell(keras.layers.Layer):
             training: whether gradients will be needed.
 
         Returns:
-            None when the cell has no fused kernel for these settings, else a
-            list of per-state sequences `(time, batch, state)`, the first of
-            which is the output sequence.
+            The list of per-state sequences `(time, batch, state)`, the first
+            of which is the output sequence.
         """
-        return None
+        raise NotImplementedError
 
     # -- the Keras cell contract -----------------------------------------------------
 

@@ -73,8 +73,6 @@ class ElmanCell(RecurrentCell):
         )
 
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
-        if not self.has_fused_kernel:
-            return None
         return kernels.elman_sequence(
             projected,
             initial_states[0],

@@ -122,8 +122,6 @@ class GRUCell(RecurrentCell):
         )
 
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
-        if not self.has_fused_kernel:
-            return None
         recurrent_kernel = ops.copy(self.recurrent_kernel)
         if self.reset_after:
             _, recurrent_bias = self._biases()

@@ -154,8 +154,6 @@ class LSTMCell(RecurrentCell):
         )
 
     def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
-        if not self.has_fused_kernel:
-            return None
         return kernels.lstm_sequence(
             projected,
             initial_states[0],
