@@ -49,7 +49,7 @@ def build_graph(arguments):
     if arguments.cell == "lstm":
         outputs = kernels.lstm_sequence(projected, state, state, kernel)[0]
     else:
-        outputs = kernels.gru_sequence(projected, state, kernel, tf.zeros((width,)))[0]
+        outputs = kernels.gru_sequence(projected, state, kernel, tf.zeros((arguments.units,)))[0]
     loss = tf.reduce_sum(outputs * outputs)
     return tf.gradients(loss, [projected, kernel])
 

@@ -101,17 +101,21 @@ def lstm_final_states(inputs, kernel, bias, h0, c0, recurrent_kernel, mask=None)
     )
 
 
-def _gru_step(projected, states, recurrent_kernel, recurrent_bias):
+def _gru_step(projected, states, recurrent_kernel, candidate_bias):
     (h,) = states
     x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
-    r_z, r_r, r_h = ops.split(ops.matmul(h, recurrent_kernel) + recurrent_bias, 3, axis=-1)
+    r_z, r_r, r_h = ops.split(ops.matmul(h, recurrent_kernel), 3, axis=-1)
     z = ops.sigmoid(x_z + r_z)
-    candidate = ops.tanh(x_h + ops.sigmoid(x_r + r_r) * r_h)
+    candidate = ops.tanh(x_h + ops.sigmoid(x_r + r_r) * (r_h + candidate_bias))
     return [candidate + z * (h - candidate)]
 
 
-def gru_final_states(inputs, kernel, bias, h0, recurrent_kernel, recurrent_bias, mask=None):
-    """Final `[h]` of a GRU (`reset_after=True`, with biases) over `(time, batch, features)`."""
+def gru_final_states(inputs, kernel, bias, h0, recurrent_kernel, candidate_bias, mask=None):
+    """Final `[h]` of a GRU (`reset_after=True`, with biases) over `(time, batch, features)`.
+
+    `bias` holds the z and r parts of the recurrent bias too; `candidate_bias`
+    is its h part (see `kernels.gru_sequence`).
+    """
     sequence_kernel = gru_kernel(mask is not None, False, True)
     return final_states(
         _gru_step,
@@ -120,7 +124,7 @@ def gru_final_states(inputs, kernel, bias, h0, recurrent_kernel, recurrent_bias,
         kernel,
         bias,
         [h0],
-        [recurrent_kernel, recurrent_bias],
+        [recurrent_kernel, candidate_bias],
         mask,
     )
 

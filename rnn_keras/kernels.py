@@ -113,26 +113,25 @@ def lstm_kernel(has_mask, has_dropout):
                 dh_from_next = ops.matmul(dz_next, transposed_kernel)
                 if has_dropout:
                     dh_from_next = dh_from_next * recurrent_mask
-                dh = d_h_t + dh_from_next
+                # Masked steps pass the state through, and its gradient back.
+                dh = dh_from_next + (d_h_t + carry[2] if has_mask else d_h_t)
                 dc = dc_next + inputs[4] if has_d_cs else dc_next
                 if has_mask:
-                    # Masked steps pass the state through, and its gradient back.
-                    dh = dh + carry[2]
                     m_t = inputs[-1]
                     dh_new, dc_in = dh * m_t, dc * m_t
                 else:
                     dh_new, dc_in = dh, dc
+                # Products grouped so that the factors known before this step's
+                # matrix product are formed off the critical path.
                 i, f, g, o = ops.split(gates_t, 4, axis=-1)
                 tanh_c = ops.tanh(c_t)
-                dh_o = dh_new * o
-                dc_new = dc_in + dh_o * (1.0 - tanh_c * tanh_c)
-                dc_i = dc_new * i
+                dc_new = dc_in + dh_new * (o * (1.0 - tanh_c * tanh_c))
                 dz = ops.concatenate(
                     [
-                        dc_i * g * (1.0 - i),
-                        dc_new * c_prev_t * f * (1.0 - f),
-                        dc_i * (1.0 - g * g),
-                        dh_o * tanh_c * (1.0 - o),
+                        dc_new * (g * i * (1.0 - i)),
+                        dc_new * (c_prev_t * f * (1.0 - f)),
+                        dc_new * (i * (1.0 - g * g)),
+                        dh_new * (o * tanh_c * (1.0 - o)),
                     ],
                     axis=-1,
                 )
@@ -165,17 +164,20 @@ def lstm_kernel(has_mask, has_dropout):
     return kernel
 
 
-def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias, mask=None, recurrent_mask=None):
+def gru_sequence(projected, h0, recurrent_kernel, candidate_bias, mask=None, recurrent_mask=None):
     """GRU over a sequence, Keras's `reset_after=True` form (gate order z, r, h).
 
+    z = sigmoid(x_z + h U_z), r = sigmoid(x_r + h U_r),
     h~ = tanh(x_h + r * (h U_h + b_h)); h_new = z * h + (1 - z) * h~.
-    `recurrent_bias` may be None. Returns `[hs]`.
+    The z and r parts of Keras's recurrent bias belong in `projected` (they
+    are added outside the reset gate, like the input bias); `candidate_bias`
+    is its h part b_h, `(units,)`, or None. Returns `[hs]`.
     """
     has_mask = mask is not None
     has_dropout = recurrent_mask is not None
-    has_bias = recurrent_bias is not None
+    has_bias = candidate_bias is not None
     tensors = [projected, h0, recurrent_kernel]
-    tensors += [recurrent_bias] if has_bias else []
+    tensors += [candidate_bias] if has_bias else []
     tensors += [mask] if has_mask else []
     tensors += [recurrent_mask] if has_dropout else []
     return [ops.custom_gradient(gru_kernel(has_mask, has_dropout, has_bias))(*tensors)]
@@ -187,7 +189,7 @@ def gru_kernel(has_mask, has_dropout, has_bias):
     def kernel(*args):
         projected, h0, recurrent_kernel = args[:3]
         position = 3
-        recurrent_bias = args[position] if has_bias else None
+        candidate_bias = args[position] if has_bias else None
         position += int(has_bias)
         mask = args[position] if has_mask else None
         recurrent_mask = args[-1] if has_dropout else None
@@ -196,11 +198,10 @@ def gru_kernel(has_mask, has_dropout, has_bias):
             h, _ = carry
             x_t = inputs[0] if has_mask else inputs
             h_in = h * recurrent_mask if has_dropout else h
-            recurrent = ops.matmul(h_in, recurrent_kernel)
-            if has_bias:
-                recurrent = recurrent + recurrent_bias
             x_z, x_r, x_h = ops.split(x_t, 3, axis=-1)
-            r_z, r_r, r_h = ops.split(recurrent, 3, axis=-1)
+            r_z, r_r, r_h = ops.split(ops.matmul(h_in, recurrent_kernel), 3, axis=-1)
+            if has_bias:
+                r_h = r_h + candidate_bias
             z = ops.sigmoid(x_z + r_z)
             r = ops.sigmoid(x_r + r_r)
             candidate = ops.tanh(x_h + r * r_h)
@@ -219,21 +220,23 @@ def gru_kernel(has_mask, has_dropout, has_bias):
             h_prev = _previous(hs, h0)
             transposed_kernel = ops.transpose(recurrent_kernel)
 
-            # As in lstm_sequence: gate derivatives step by step, and the
+            # As in lstm_sequence: gate derivatives step by step, the
             # recurrent gradient of step t + 1 multiplied by the kernel at the
-            # start of step t. `dh_direct` is the path through z * h_{t-1}.
+            # start of step t, and the products grouped so that the factors
+            # known before that product are formed off the critical path.
+            # `dh_direct` is the path through z * h_{t-1}.
             def back_step(carry, inputs):
                 d_recurrent_next, dh_direct, _ = carry
                 d_h_t, saved_t, h_prev_t = inputs[:3]
                 dh_from_next = ops.matmul(d_recurrent_next, transposed_kernel)
                 if has_dropout:
                     dh_from_next = dh_from_next * recurrent_mask
-                dh = d_h_t + dh_from_next + dh_direct
+                dh = dh_from_next + (d_h_t + dh_direct)
                 dh_new = dh * inputs[3] if has_mask else dh
                 z, r, candidate, r_h = ops.split(saved_t, 4, axis=-1)
-                d_candidate = dh_new * (1.0 - z) * (1.0 - candidate * candidate)
-                d_z = dh_new * (h_prev_t - candidate) * z * (1.0 - z)
-                d_r = d_candidate * r_h * r * (1.0 - r)
+                d_candidate = dh_new * ((1.0 - z) * (1.0 - candidate * candidate))
+                d_z = dh_new * ((h_prev_t - candidate) * z * (1.0 - z))
+                d_r = d_candidate * (r_h * r * (1.0 - r))
                 d_projected = ops.concatenate([d_z, d_r, d_candidate], axis=-1)
                 d_recurrent = ops.concatenate([d_z, d_r, d_candidate * r], axis=-1)
                 dh_direct = dh_new * z
@@ -257,7 +260,9 @@ def gru_kernel(has_mask, has_dropout, has_bias):
             h_in = h_prev * recurrent_mask if has_dropout else h_prev
             grads = [d_projected, dh0, _flat_matmul_transposed(h_in, d_recurrents)]
             if has_bias:
-                grads.append(column_sums(d_recurrents))
+                # Summing all columns and keeping the candidate's is cheaper
+                # than first copying those columns out.
+                grads.append(column_sums(d_recurrents)[2 * ops.shape(h0)[1] :])
             grads += [ops.zeros_like(mask)] if has_mask else []
             grads += [ops.zeros_like(recurrent_mask)] if has_dropout else []
             return grads

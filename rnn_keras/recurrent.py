@@ -267,10 +267,7 @@ class Recurrent(keras.layers.Layer):
             masks = ops.split(mask, bounds, axis=0) if count > 1 else [mask]
         chunks = []
         for piece, piece_mask in zip(pieces, masks, strict=True):
-            projected = self.cell.project_inputs(piece)
-            chunks.append(
-                self.cell.fused_sequence(projected, states, piece_mask, recurrent_mask, True)
-            )
+            chunks.append(self.cell.fused_sequence(piece, states, piece_mask, recurrent_mask, True))
             states = [sequence[-1] for sequence in chunks[-1]]
         return chunks
 

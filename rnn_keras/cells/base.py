@@ -185,13 +185,16 @@ class RecurrentCell(keras.layers.Layer):
         """
         return None
 
-    def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
+    def fused_sequence(self, inputs, initial_states, mask, recurrent_mask, training):
         """Runs a whole time-major sequence with a hand-written gradient.
 
-        `Recurrent` calls it only when `has_fused_kernel` is True.
+        `Recurrent` calls it only when `has_fused_kernel` is True. The cell
+        projects the inputs itself: a fused kernel may want a projection
+        other than `project_inputs` (the GRU folds part of its recurrent
+        bias into it).
 
         Args:
-            projected: `(time, batch, projected_features)`, already projected.
+            inputs: `(time, batch, features)`, not projected.
             initial_states: list of `(batch, state)` tensors.
             mask: `(time, batch, 1)` float mask or None.
             recurrent_mask: `(batch, state)` dropout mask for the recurrent

@@ -72,9 +72,9 @@ class ElmanCell(RecurrentCell):
             mask,
         )
 
-    def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
+    def fused_sequence(self, inputs, initial_states, mask, recurrent_mask, training):
         return kernels.elman_sequence(
-            projected,
+            self.project_inputs(inputs),
             initial_states[0],
             ops.copy(self.recurrent_kernel),
             activation_name(self.activation),

@@ -70,6 +70,23 @@ class GRUCell(RecurrentCell):
             return self.bias[0], self.bias[1]
         return self.bias, None
 
+    def _fused_biases(self):
+        """(projection bias, candidate bias) for the fused `reset_after=True` kernels.
+
+        The z and r parts of the recurrent bias are added outside the reset
+        gate, as the input bias is, so they join it in the hoisted projection;
+        only the candidate's part b_h, which the reset gate multiplies, stays in
+        the time loop. Either may be None.
+        """
+        input_bias, recurrent_bias = self._biases()
+        if recurrent_bias is None:
+            return input_bias, None
+        gates = 2 * self.units
+        folded = ops.concatenate(
+            [recurrent_bias[:gates], ops.zeros_like(recurrent_bias[gates:])], axis=0
+        )
+        return input_bias + folded, recurrent_bias[gates:]
+
     def project_inputs(self, inputs):
         projected = ops.matmul(inputs, self.kernel)
         input_bias, _ = self._biases()
@@ -112,24 +129,37 @@ class GRUCell(RecurrentCell):
         if not (self.has_fused_kernel and self.use_bias):
             return None
         kernel, recurrent_kernel = ops.copy(self.kernel), ops.copy(self.recurrent_kernel)
-        input_bias, recurrent_bias = self._biases()
         if not self.reset_after:
             return final_states.gru_reset_before_final_states(
-                inputs, kernel, ops.copy(input_bias), initial_states[0], recurrent_kernel, mask
+                inputs, kernel, ops.copy(self.bias), initial_states[0], recurrent_kernel, mask
             )
+        projection_bias, candidate_bias = self._fused_biases()
         return final_states.gru_final_states(
-            inputs, kernel, input_bias, initial_states[0], recurrent_kernel, recurrent_bias, mask
+            inputs,
+            kernel,
+            projection_bias,
+            initial_states[0],
+            recurrent_kernel,
+            candidate_bias,
+            mask,
         )
 
-    def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
+    def fused_sequence(self, inputs, initial_states, mask, recurrent_mask, training):
         recurrent_kernel = ops.copy(self.recurrent_kernel)
-        if self.reset_after:
-            _, recurrent_bias = self._biases()
-            return kernels.gru_sequence(
-                projected, initial_states[0], recurrent_kernel, recurrent_bias, mask, recurrent_mask
+        if not self.reset_after:
+            return kernels.gru_reset_before_sequence(
+                self.project_inputs(inputs),
+                initial_states[0],
+                recurrent_kernel,
+                mask,
+                recurrent_mask,
             )
-        return kernels.gru_reset_before_sequence(
-            projected, initial_states[0], recurrent_kernel, mask, recurrent_mask
+        projection_bias, candidate_bias = self._fused_biases()
+        projected = ops.matmul(inputs, self.kernel)
+        if projection_bias is not None:
+            projected = loops.add_bias(projected, projection_bias)
+        return kernels.gru_sequence(
+            projected, initial_states[0], recurrent_kernel, candidate_bias, mask, recurrent_mask
         )
 
     def get_config(self):

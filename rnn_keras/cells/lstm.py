@@ -153,9 +153,9 @@ class LSTMCell(RecurrentCell):
             mask,
         )
 
-    def fused_sequence(self, projected, initial_states, mask, recurrent_mask, training):
+    def fused_sequence(self, inputs, initial_states, mask, recurrent_mask, training):
         return kernels.lstm_sequence(
-            projected,
+            self.project_inputs(inputs),
             initial_states[0],
             initial_states[1],
             ops.copy(self.recurrent_kernel),
