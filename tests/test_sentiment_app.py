@@ -122,6 +122,29 @@ def exported(workspace, trained_run):
     return os.path.join(base, "sentiment", "1")
 
 
+def test_help_of_every_command_answers_without_loading_tensorflow():
+    """`--help` and argument errors must not wait seconds for TensorFlow to import."""
+    script = (
+        "import contextlib, io, sys\n"
+        "from apps import cli\n"
+        "from apps.common.cli import COMMANDS\n"
+        "for command in COMMANDS:\n"
+        "    output = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(output), contextlib.suppress(SystemExit):\n"
+        "        cli.main(['sentiment', command, '--help'])\n"
+        "    print(command, output.getvalue().startswith(f'usage: rnn-keras sentiment {command}'))\n"
+        "print('loaded', 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "loaded False False"
+    assert all(line.endswith("True") for line in lines[:-1]), lines
+
+
 def test_unknown_key_on_the_command_line_is_an_error_naming_it(workspace):
     result = run_cli(["train", "model.unitz=8"], workspace, check=False)
     assert result.returncode == 2
@@ -168,8 +191,9 @@ def test_export_answers_like_the_keras_model_in_a_fresh_process(trained_run, exp
     import keras
     import tensorflow as tf
 
-    import apps.sentiment  # noqa: F401 - registers the app's layers for loading
+    from apps.sentiment import APP
 
+    APP.register_layers()  # best.keras holds the app's own layers
     model = keras.saving.load_model(os.path.join(trained_run, "checkpoints", "best.keras"))
     expected = model.predict(tf.constant(TEXTS), verbose=0)
     outputs = call_saved_model_in_fresh_process(exported, {"text": np.array(TEXTS, dtype=object)})
@@ -341,6 +365,8 @@ def test_evaluate_on_a_file_matches_the_models_own_predictions(workspace, traine
 
     from apps.common import evaluation, export
     from apps.sentiment import APP
+
+    APP.register_layers()  # best.keras below holds the app's own layers
 
     path = os.path.join(workspace, "held_out.csv")
     write_reviews(path, count=40, seed=1)
@@ -519,8 +545,10 @@ def test_ensemble_averages_runs_and_exports_as_one_saved_model(workspace, traine
     import keras
     import tensorflow as tf
 
-    import apps.sentiment  # noqa: F401 - registers the app's layers for loading
     from apps.common import training
+    from apps.sentiment import APP
+
+    APP.register_layers()  # best.keras holds the app's own layers
 
     other_run = os.path.join(workspace, "run_seed5")
     run_cli([*train_arguments(workspace, other_run), "--seed", "5"], workspace)

@@ -54,6 +54,9 @@ class App:
     # (layer, source_layer, data_info, source_data_info) -> True when it copied the
     # weights of a layer that depends on the data (e.g. an embedding over a vocabulary).
     transfer_layer: Callable[[Any, Any, dict, dict], bool] | None = None
+    # Imports the modules whose Keras layers the app's `.keras` checkpoints hold, so
+    # that they load; kept out of `apps.<name>` itself, which `--help` imports.
+    register_layers: Callable[[], None] | None = None
     # The logged metric that picks the best checkpoint and the best trial.
     objective: str = "val_accuracy"
     objective_direction: str = "max"

@@ -4,7 +4,9 @@ A run directory holds:
 
     config.json        the resolved config (a valid --config file)
     data_info.json     what the model needs from the data (vocabulary, class names)
-    checkpoints/best.keras   the best model by the app's objective (val_accuracy)
+    checkpoints/best.keras   the best model by the app's objective (val_accuracy); load it
+                       with `load_run(app, run_dir)`, or call `app.register_layers()`
+                       before `keras.saving.load_model`
     backup/            BackupAndRestore state; present only while a run is unfinished
     history.csv        one row per epoch (CSVLogger)
     logs/              TensorBoard logs
@@ -355,6 +357,8 @@ def load_run(app, run_dir):
         if not os.path.exists(path):
             raise SystemExit(f"{run_dir} is not a finished run directory: {path} is missing")
     config = config_lib.load_config_file(app.config_class, config_path)
+    if app.register_layers:
+        app.register_layers()
     model = keras.saving.load_model(best_path)
     return model, config, read_json(os.path.join(run_dir, DATA_INFO))
 

@@ -6,10 +6,11 @@ trains, tunes, evaluates, exports and serves it without knowing it is sentiment.
 
 import numpy as np
 
-from apps.common import training
 from apps.common.app import App
-from apps.sentiment import model
 from apps.sentiment.config import SentimentConfig
+
+# TensorFlow-backed modules (`apps.sentiment.model`, `apps.common.training`) are
+# imported inside the functions, so that `--help` and config checks stay fast.
 
 
 def load_data(config):
@@ -25,6 +26,9 @@ def describe_data(config, loaded):
     `model.max_tokens` after the train split's own: their embeddings were trained, so
     words the train split lacks are still understood at test time.
     """
+    from apps.common import training
+    from apps.sentiment import model
+
     texts = loaded.splits["train"].map(lambda example: example["text"])
     vocabulary = model.adapt_vocabulary(texts, config.model.max_tokens)
     if config.train.initialize_from:
@@ -36,10 +40,14 @@ def describe_data(config, loaded):
 
 
 def build_model(config, data_info):
+    from apps.sentiment import model
+
     return model.build_model(config, data_info)
 
 
 def serving_endpoints(keras_model, config, data_info):
+    from apps.sentiment import model
+
     return model.serving_endpoints(keras_model, config, data_info)
 
 
@@ -73,6 +81,8 @@ def search_space(hp):
 def tokens_of(example):
     """The words the model reads in one example (its standardisation, split on spaces)."""
     import tensorflow as tf
+
+    from apps.sentiment import model
 
     return tf.strings.split(model.standardize_text(example["text"]))
 
@@ -127,6 +137,18 @@ def explain(outputs, lines, output_path):
     print(f"wrote {output_path}")
 
 
+def register_layers():
+    """Registers the model's custom Keras layers (saved `.keras` runs hold them)."""
+    from apps.sentiment import model  # noqa: F401
+
+
+def transfer_embedding(layer, source_layer, data_info, source_data_info):
+    """See `apps.sentiment.model.transfer_embedding`."""
+    from apps.sentiment import model
+
+    return model.transfer_embedding(layer, source_layer, data_info, source_data_info)
+
+
 APP = App(
     name="sentiment",
     config_class=SentimentConfig,
@@ -142,5 +164,6 @@ APP = App(
     example_length=example_length,
     explain=explain,
     tokens_of=tokens_of,
-    transfer_layer=model.transfer_embedding,
+    transfer_layer=transfer_embedding,
+    register_layers=register_layers,
 )

@@ -8,11 +8,45 @@ Example:
 import dataclasses
 
 from apps.common.config import ExportConfig, PretrainConfig, TrainConfig, TuneConfig, choices
-from apps.sentiment.data import SentimentDataConfig
 
+FORMATS = ("auto", "csv", "tsv", "folders")
+STRIP_HTML = ("auto", "true", "false")
 CELLS = ("lstm", "gru", "elman", "jordan")
 POOLINGS = ("last", "max", "mean", "attention")
 ATTENTION_SCORES = ("bahdanau", "luong")
+
+
+@dataclasses.dataclass
+class SentimentDataConfig:
+    """Where sentiment data comes from and how to read it (the app config's `data` section).
+
+    Attributes:
+        source: tfds catalog name (`imdb_reviews`, `glue/sst2`) or a path to a CSV/TSV file
+            or a directory (split files, or one folder per class).
+        format: `auto` (from suffixes and layout), `csv`, `tsv` or `folders`.
+        text_column: text column of CSV/TSV files; empty picks text, sentence, review, content.
+        label_column: label column; empty picks label, sentiment, polarity.
+        encoding: encoding of local files.
+        label_names: class names in index order; empty infers them from the labels.
+        strip_html: `auto` (on for IMDB sources), `true` or `false`: replace tags such as
+            `<br />` by a space.
+        validation_fraction: share of train carved as validation when the source has none.
+        seed: seed of that carve.
+        data_dir: tfds data directory; empty for `$TFDS_DATA_DIR` or ~/tensorflow_datasets.
+        max_examples: keep the first N examples of each split (0 keeps all), for quick runs.
+    """
+
+    source: str = "imdb_reviews"
+    format: str = dataclasses.field(default="auto", metadata=choices(*FORMATS))
+    text_column: str = ""
+    label_column: str = ""
+    encoding: str = "utf-8"
+    label_names: list[str] = dataclasses.field(default_factory=list)
+    strip_html: str = dataclasses.field(default="auto", metadata=choices(*STRIP_HTML))
+    validation_fraction: float = 0.1
+    seed: int = 1234
+    data_dir: str = ""
+    max_examples: int = 0
 
 
 @dataclasses.dataclass

@@ -54,9 +54,8 @@ from apps.common.data import (
     read_text_file,
     resolve_data_dir,
 )
+from apps.sentiment.config import FORMATS, SentimentDataConfig
 
-FORMATS = ("auto", "csv", "tsv", "folders")
-STRIP_HTML = ("auto", "true", "false")
 BUILDER_NAME = "sentiment_files"
 BINARY_CLASS_NAMES = ["negative", "positive"]
 # Common spellings of the two sentiment classes in files and folder names.
@@ -66,40 +65,6 @@ _LABEL_COLUMNS = ("label", "sentiment", "polarity")
 _UNLABELLED_FOLDERS = {"unsup", "unsupervised", "unlabeled", "unlabelled"}
 _DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 _HTML_TAG = r"<[^>]*>"
-
-
-@dataclasses.dataclass
-class SentimentDataConfig:
-    """Where sentiment data comes from and how to read it (the app config's `data` section).
-
-    Attributes:
-        source: tfds catalog name (`imdb_reviews`, `glue/sst2`) or a path to a CSV/TSV file
-            or a directory (split files, or one folder per class).
-        format: `auto` (from suffixes and layout), `csv`, `tsv` or `folders`.
-        text_column: text column of CSV/TSV files; empty picks text, sentence, review, content.
-        label_column: label column; empty picks label, sentiment, polarity.
-        encoding: encoding of local files.
-        label_names: class names in index order; empty infers them from the labels.
-        strip_html: `auto` (on for IMDB sources), `true` or `false`: replace tags such as
-            `<br />` by a space.
-        validation_fraction: share of train carved as validation when the source has none.
-        seed: seed of that carve.
-        data_dir: tfds data directory; empty for `$TFDS_DATA_DIR` or ~/tensorflow_datasets.
-        max_examples: keep the first N examples of each split (0 keeps all), for quick runs.
-    """
-
-    source: str = "imdb_reviews"
-    # "choices" metadata lets the config loader reject a bad value while parsing overrides.
-    format: str = dataclasses.field(default="auto", metadata={"choices": FORMATS})
-    text_column: str = ""
-    label_column: str = ""
-    encoding: str = "utf-8"
-    label_names: list[str] = dataclasses.field(default_factory=list)
-    strip_html: str = dataclasses.field(default="auto", metadata={"choices": STRIP_HTML})
-    validation_fraction: float = 0.1
-    seed: int = 1234
-    data_dir: str = ""
-    max_examples: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
