@@ -26,6 +26,11 @@ calls the functions below:
   1-D tf.string tensor, split exactly as the model splits them (enables `vectors`).
 - `explain(outputs, lines, output_dir)`: optional; prints and plots an `explain` endpoint's
   outputs (e.g. attention weights per token).
+- `transfer_layer(layer, source_layer, data_info, source_data_info)`: optional; copies
+  the weights of a data-dependent layer from an earlier run (`train.initialize_from`).
+- `register_layers()`: optional; imports the modules that register the app's custom Keras
+  layers, which `load_run` calls before reading a `.keras` checkpoint. Keep TensorFlow
+  imports out of the package's `__init__`, so that `--help` answers at once.
 """
 
 import dataclasses

@@ -87,10 +87,12 @@ class GRUCell(RecurrentCell):
         )
         return input_bias + folded, recurrent_bias[gates:]
 
-    def project_inputs(self, inputs):
+    def _project(self, inputs, bias):
         projected = ops.matmul(inputs, self.kernel)
-        input_bias, _ = self._biases()
-        return projected if input_bias is None else loops.add_bias(projected, input_bias)
+        return projected if bias is None else loops.add_bias(projected, bias)
+
+    def project_inputs(self, inputs):
+        return self._project(inputs, self._biases()[0])
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
         h_previous = states[0] if isinstance(states, (list, tuple)) else states
@@ -155,11 +157,13 @@ class GRUCell(RecurrentCell):
                 recurrent_mask,
             )
         projection_bias, candidate_bias = self._fused_biases()
-        projected = ops.matmul(inputs, self.kernel)
-        if projection_bias is not None:
-            projected = loops.add_bias(projected, projection_bias)
         return kernels.gru_sequence(
-            projected, initial_states[0], recurrent_kernel, candidate_bias, mask, recurrent_mask
+            self._project(inputs, projection_bias),
+            initial_states[0],
+            recurrent_kernel,
+            candidate_bias,
+            mask,
+            recurrent_mask,
         )
 
     def get_config(self):
