@@ -10,6 +10,11 @@ model and runs three training steps (TensorFlow's own footprint included).
 
     python benchmarks/cells.py                      # batch 64, 100 steps, 64 features, 256 units
     python benchmarks/cells.py --rounds 40 --cells lstm gru
+    python benchmarks/cells.py --intra-op-threads 1 --batch-groups 2
+
+`--intra-op-threads` sets TensorFlow's threads per operation for both sides
+(TensorFlow's default is one per core); `--batch-groups` is our layers'
+`batch_groups` (independent recurrences over slices of the batch).
 """
 
 import argparse
@@ -30,31 +35,35 @@ import rnn_keras  # noqa: E402
 # name: (our layer factory, Keras layer factory or None)
 VARIANTS = {
     "lstm": (
-        lambda u: rnn_keras.Recurrent(rnn_keras.LSTMCell(u)),
+        lambda u, **options: rnn_keras.Recurrent(rnn_keras.LSTMCell(u), **options),
         lambda u: keras.layers.LSTM(u),
     ),
     "gru": (
-        lambda u: rnn_keras.Recurrent(rnn_keras.GRUCell(u)),
+        lambda u, **options: rnn_keras.Recurrent(rnn_keras.GRUCell(u), **options),
         lambda u: keras.layers.GRU(u),
     ),
     "gru_reset_before": (
-        lambda u: rnn_keras.Recurrent(rnn_keras.GRUCell(u, reset_after=False)),
+        lambda u, **options: rnn_keras.Recurrent(
+            rnn_keras.GRUCell(u, reset_after=False), **options
+        ),
         lambda u: keras.layers.GRU(u, reset_after=False),
     ),
     "elman": (
-        lambda u: rnn_keras.Recurrent(rnn_keras.ElmanCell(u)),
+        lambda u, **options: rnn_keras.Recurrent(rnn_keras.ElmanCell(u), **options),
         lambda u: keras.layers.SimpleRNN(u),
     ),
     "jordan": (
-        lambda u: rnn_keras.Recurrent(rnn_keras.JordanCell(u, output_units=u)),
+        lambda u, **options: rnn_keras.Recurrent(
+            rnn_keras.JordanCell(u, output_units=u), **options
+        ),
         lambda u: keras.layers.SimpleRNN(u),
     ),
     "lstm_peephole": (
-        lambda u: rnn_keras.Recurrent(rnn_keras.LSTMCell(u, peephole=True)),
+        lambda u, **options: rnn_keras.Recurrent(rnn_keras.LSTMCell(u, peephole=True), **options),
         lambda u: keras.layers.LSTM(u),
     ),
     "lstm_layer_norm": (
-        lambda u: rnn_keras.Recurrent(rnn_keras.LSTMCell(u, layer_norm=True)),
+        lambda u, **options: rnn_keras.Recurrent(rnn_keras.LSTMCell(u, layer_norm=True), **options),
         lambda u: keras.layers.LSTM(u),
     ),
 }
@@ -88,7 +97,8 @@ def measure_memory(args):
     ours, theirs = VARIANTS[args.memory_variant]
     factory = ours if args.memory_side == "ours" else theirs
     x, y = data(args)
-    model = build(factory(args.units), args)
+    layer = factory(args.units, **our_options(args)) if args.memory_side == "ours" else None
+    model = build(layer or factory(args.units), args)
     for _ in range(3):
         model.train_on_batch(x, y)
     print(json.dumps({"peak_mib": peak_rss_mib()}))
@@ -111,8 +121,22 @@ def memory_of(variant, side, args):
     command = [sys.executable, __file__, "--memory-variant", variant, "--memory-side", side]
     command += ["--batch", str(args.batch), "--steps", str(args.steps)]
     command += ["--features", str(args.features), "--units", str(args.units)]
+    command += ["--intra-op-threads", str(args.intra_op_threads)]
+    command += ["--batch-groups", str(args.batch_groups)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def our_options(args):
+    return {"batch_groups": args.batch_groups}
+
+
+def configure_threads(args):
+    """Before TensorFlow runs its first operation: threads per operation, for both sides."""
+    if args.intra_op_threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
 
 
 def summary(values):
@@ -131,9 +155,19 @@ def main():
     parser.add_argument(
         "--jit-compile", action="store_true", help="compile both sides' steps with XLA"
     )
+    parser.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=0,
+        help="TensorFlow threads per operation, both sides (0: TensorFlow's default)",
+    )
+    parser.add_argument(
+        "--batch-groups", type=int, default=1, help="our layers' batch_groups (default 1)"
+    )
     parser.add_argument("--memory-variant", help=argparse.SUPPRESS)
     parser.add_argument("--memory-side", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    configure_threads(args)
     if args.memory_variant:
         return measure_memory(args)
 
@@ -141,7 +175,10 @@ def main():
     models = {}
     for name in args.cells:
         ours, theirs = VARIANTS[name]
-        models[name] = (build(ours(args.units), args), build(theirs(args.units), args))
+        models[name] = (
+            build(ours(args.units, **our_options(args)), args),
+            build(theirs(args.units), args),
+        )
         for model in models[name]:  # trace and warm up
             model.train_on_batch(x, y)
             model.predict_on_batch(x)
@@ -160,7 +197,9 @@ def main():
 
     print(
         f"\nbatch {args.batch}, {args.steps} steps, {args.features} features, {args.units} units; "
-        f"{args.rounds} interleaved rounds; {os.cpu_count()} CPU cores; keras {keras.__version__}"
+        f"{args.rounds} interleaved rounds; {os.cpu_count()} CPU cores; keras {keras.__version__}; "
+        f"intra-op threads {args.intra_op_threads or 'TensorFlow default'}; "
+        f"our batch_groups {args.batch_groups}"
     )
     header = "| cell | Keras layer | train ms ours / Keras (median) | train speed-up min/median/max | infer ms ours / Keras | infer speed-up min/median/max | peak MiB ours / Keras |"
     print(header)

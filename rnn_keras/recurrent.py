@@ -75,6 +75,13 @@ class Recurrent(keras.layers.Layer):
             sequence (as cuDNN and `keras.layers.Bidirectional` do) instead of
             repeating the last real output. Default True. The last output
             (`return_sequences=False`) is always the last real step's.
+        batch_groups: run the batch as this many independent recurrences,
+            each over a contiguous slice of it (rnn_keras cells only; same
+            results). A time loop is a chain of small dependent operations;
+            separate chains can run on separate CPU cores. That pays when
+            TensorFlow runs each operation on one thread
+            (`tf.config.threading.set_intra_op_parallelism_threads(1)`); with
+            its default multi-threaded operations it does not. Default 1.
 
     Call arguments:
         sequences: `(batch, time, features)`.
@@ -101,6 +108,7 @@ class Recurrent(keras.layers.Layer):
         go_backwards=False,
         stateful=False,
         zero_output_for_mask=True,
+        batch_groups=1,
         **kwargs,
     ):
         if isinstance(cell, (list, tuple)):
@@ -109,6 +117,11 @@ class Recurrent(keras.layers.Layer):
             raise ValueError(
                 f"Argument `cell` must be a recurrent cell with `state_size`. Received: cell={cell!r}"
             )
+        if isinstance(batch_groups, bool) or not isinstance(batch_groups, int) or batch_groups < 1:
+            raise ValueError(
+                "Argument `batch_groups` must be a positive integer. "
+                f"Received: batch_groups={batch_groups!r}"
+            )
         super().__init__(**kwargs)
         self.cell = cell
         self.return_sequences = return_sequences
@@ -116,6 +129,7 @@ class Recurrent(keras.layers.Layer):
         self.go_backwards = go_backwards
         self.stateful = stateful
         self.zero_output_for_mask = zero_output_for_mask
+        self.batch_groups = batch_groups
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(min_ndim=3)
         self.states = None
@@ -202,6 +216,34 @@ class Recurrent(keras.layers.Layer):
                 ops.ones_like(states[0]), cell.recurrent_dropout, seed=cell.seed_generator
             )
         return input_mask, recurrent_mask
+
+    def _grouped_loops(self, inputs, states, mask, recurrent_mask, training):
+        """`_hoisted_loop` over `batch_groups` contiguous slices of the batch, joined again.
+
+        The slices share no operation, so TensorFlow may run their loops on
+        different cores. Bounds are computed from the run-time batch size,
+        which may be unknown while tracing.
+        """
+        groups = self.batch_groups
+        if groups == 1:
+            return self._hoisted_loop(inputs, states, mask, recurrent_mask, training)
+        batch = ops.shape(inputs)[1]
+        bounds = [index * batch // groups for index in range(groups + 1)]
+        results = []
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            results.append(
+                self._hoisted_loop(
+                    inputs[:, start:stop],
+                    [state[start:stop] for state in states],
+                    None if mask is None else mask[:, start:stop],
+                    None if recurrent_mask is None else recurrent_mask[start:stop],
+                    training,
+                )
+            )
+        outputs, last_outputs, final_states = zip(*results, strict=True)
+        outputs = None if outputs[0] is None else ops.concatenate(outputs, axis=1)
+        final_states = [ops.concatenate(parts, axis=0) for parts in zip(*final_states, strict=True)]
+        return outputs, ops.concatenate(last_outputs, axis=0), final_states
 
     def _hoisted_loop(self, inputs, states, mask, recurrent_mask, training):
         """The loops of an rnn_keras cell, time-major; returns (outputs, last output, states).
@@ -364,7 +406,7 @@ class Recurrent(keras.layers.Layer):
             mask = ops.flip(mask, axis=0) if mask is not None else None
 
         if self.hoists_inputs:
-            outputs, last_output, final_states = self._hoisted_loop(
+            outputs, last_output, final_states = self._grouped_loops(
                 inputs, states, mask, recurrent_mask, training
             )
         else:
@@ -386,6 +428,7 @@ class Recurrent(keras.layers.Layer):
             "go_backwards": self.go_backwards,
             "stateful": self.stateful,
             "zero_output_for_mask": self.zero_output_for_mask,
+            "batch_groups": self.batch_groups,
         }
         return {**super().get_config(), **config}
 

@@ -467,3 +467,68 @@ def test_dropout_does_nothing_at_inference(variant):
     np.testing.assert_allclose(layer(sequences, mask=mask, training=False), expected, **TOLERANCE)
     trained = np.asarray(layer(sequences, mask=mask, training=True))
     assert not np.allclose(trained, expected, atol=1e-4), "dropout inactive in training"
+
+
+# ----------------------------------------------------------------------------- batch groups
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("variant", ["lstm", "gru", "gru_reset_before", "elman", "jordan"])
+def test_batch_groups_give_the_outputs_states_and_gradients_of_one_loop(variant, training):
+    """Groups of 2, 2 and 3 sequences, masked, backwards, from given initial states."""
+    rng, sequences, mask = make_inputs(42, batch=7, lengths=[6, 4, 1, 5, 6, 2, 3])
+    cell = make_cell(variant, UNITS)
+    options = {"return_sequences": True, "return_state": True, "go_backwards": True}
+    one_loop = rnn_keras.Recurrent(cell, **options)
+    grouped = rnn_keras.Recurrent(cell, batch_groups=3, **options)  # the same weights
+    outputs = one_loop(sequences)
+    randomize_weights(cell, rng)
+    initial = random_states(rng, variant, 7, UNITS)
+    expected = one_loop(sequences, initial_state=initial, mask=mask, training=training)
+    results = grouped(sequences, initial_state=initial, mask=mask, training=training)
+    for name, value, result in zip(["outputs", "state"], expected, results, strict=False):
+        np.testing.assert_allclose(result, value, err_msg=name, **TOLERANCE)
+    projections = [rng.standard_normal(np.shape(output)).astype("float32") for output in outputs]
+    expected = gradients(one_loop, cell, sequences, initial, mask, projections, training)
+    ours = gradients(grouped, cell, sequences, initial, mask, projections, training)
+    for name, value in expected.items():
+        np.testing.assert_allclose(ours[name], value, err_msg=name, **TOLERANCE)
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru"])
+def test_batch_groups_with_recurrent_dropout_slice_the_one_mask(variant):
+    """Same seed, same masks: the grouped layer drops the same units of each sequence."""
+    rng, sequences, mask = make_inputs(43)
+    cells = [make_cell(variant, UNITS, recurrent_dropout=0.4, seed=3) for _ in range(2)]
+    one_loop = rnn_keras.Recurrent(cells[0], return_sequences=True)
+    grouped = rnn_keras.Recurrent(cells[1], return_sequences=True, batch_groups=2)
+    one_loop(sequences)
+    grouped(sequences)
+    randomize_weights(cells[0], rng)
+    cells[1].set_weights(cells[0].get_weights())
+    expected = np.asarray(one_loop(sequences, mask=mask, training=True))
+    np.testing.assert_allclose(grouped(sequences, mask=mask, training=True), expected, **TOLERANCE)
+    without_dropout = np.asarray(one_loop(sequences, mask=mask))
+    assert not np.allclose(expected, without_dropout, atol=1e-4), "dropout inactive in training"
+
+
+def test_batch_groups_follow_the_run_time_batch_size_even_below_the_group_count():
+    """Bounds come from the batch size at run time: 1 sequence in 2 groups leaves one empty."""
+    rng, _, _ = make_inputs(44)
+    cell = make_cell("gru", UNITS)
+    one_loop = rnn_keras.Recurrent(cell, return_sequences=True)
+    grouped = rnn_keras.Recurrent(cell, return_sequences=True, batch_groups=2)
+    spec = tf.TensorSpec((None, None, FEATURES), "float32")
+    run = tf.function(lambda x: grouped(x, training=True), input_signature=[spec])
+    for batch in (1, 5):
+        sequences = rng.standard_normal((batch, 3, FEATURES)).astype("float32")
+        expected = one_loop(sequences, training=True)
+        np.testing.assert_allclose(run(sequences), expected, **TOLERANCE)
+
+
+def test_batch_groups_survive_get_config_and_bad_values_name_the_argument():
+    layer = rnn_keras.Recurrent(rnn_keras.GRUCell(UNITS), batch_groups=3)
+    assert rnn_keras.Recurrent.from_config(layer.get_config()).batch_groups == 3
+    for value in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match=rf"batch_groups={value!r}"):
+            rnn_keras.Recurrent(rnn_keras.GRUCell(UNITS), batch_groups=value)
