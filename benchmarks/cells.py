@@ -164,6 +164,7 @@ def main():
     parser.add_argument(
         "--batch-groups", type=int, default=1, help="our layers' batch_groups (default 1)"
     )
+    parser.add_argument("--json", help="also write the medians (seconds) to this JSON file")
     parser.add_argument("--memory-variant", help=argparse.SUPPRESS)
     parser.add_argument("--memory-side", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,6 +205,13 @@ def main():
     header = "| cell | Keras layer | train ms ours / Keras (median) | train speed-up min/median/max | infer ms ours / Keras | infer speed-up min/median/max | peak MiB ours / Keras |"
     print(header)
     print("|---|---|---|---|---|---|---|")
+    if args.json:
+        medians = {
+            name: {key: float(np.median(values)) for key, values in record.items()}
+            for name, record in times.items()
+        }
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(medians, file, indent=2)
     for name, record in times.items():
         train_ratio = [
             k / o for k, o in zip(record["train_keras"], record["train_ours"], strict=True)

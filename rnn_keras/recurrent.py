@@ -122,6 +122,11 @@ class Recurrent(keras.layers.Layer):
                 "Argument `batch_groups` must be a positive integer. "
                 f"Received: batch_groups={batch_groups!r}"
             )
+        if batch_groups > 1 and not isinstance(cell, RecurrentCell):
+            raise ValueError(
+                "Argument `batch_groups` above 1 needs an rnn_keras cell. "
+                f"Received: batch_groups={batch_groups}, cell={cell!r}"
+            )
         super().__init__(**kwargs)
         self.cell = cell
         self.return_sequences = return_sequences
@@ -448,6 +453,7 @@ def recurrent_layers(
     bidirectional=False,
     return_sequences=False,
     name=None,
+    batch_groups=1,
     **cell_kwargs,
 ):
     """A stack of `Recurrent` layers, one cell each; all but the last return sequences.
@@ -464,6 +470,7 @@ def recurrent_layers(
             (outputs concatenated).
         return_sequences: whether the last layer returns sequences.
         name: optional prefix of the layer names.
+        batch_groups: each layer's `Recurrent(batch_groups=...)`.
         **cell_kwargs: passed to every cell (e.g. `dropout`, `reset_after`).
 
     Returns:
@@ -487,6 +494,7 @@ def recurrent_layers(
         layer = Recurrent(
             make_cell(kind, units, **cell_kwargs),
             return_sequences=sequences,
+            batch_groups=batch_groups,
             name=None if bidirectional else layer_name,
         )
         if bidirectional:

@@ -276,14 +276,20 @@ def functional(layers, masked):
     return keras.Model(inputs, hidden)
 
 
+@pytest.mark.parametrize("batch_groups", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("variant", ["lstm", "gru"])
-def test_recurrent_layers_stack_matches_keras_builtin(variant, bidirectional):
+def test_recurrent_layers_stack_matches_keras_builtin(variant, bidirectional, batch_groups):
     rng, sequences, mask = make_inputs(21)
     sequences = np.where(mask[:, :, None], sequences, 0.0).astype("float32")
     kind = VARIANTS[variant][0]
     layers = rnn_keras.recurrent_layers(
-        kind, units=UNITS, num_layers=2, bidirectional=bidirectional, **VARIANTS[variant][1]
+        kind,
+        units=UNITS,
+        num_layers=2,
+        bidirectional=bidirectional,
+        batch_groups=batch_groups,
+        **VARIANTS[variant][1],
     )
     assert len(layers) == 2
     twins = [
@@ -532,3 +538,5 @@ def test_batch_groups_survive_get_config_and_bad_values_name_the_argument():
     for value in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match=rf"batch_groups={value!r}"):
             rnn_keras.Recurrent(rnn_keras.GRUCell(UNITS), batch_groups=value)
+    with pytest.raises(ValueError, match="batch_groups.*rnn_keras cell.*GRUCell"):
+        rnn_keras.Recurrent(keras.layers.GRUCell(UNITS), batch_groups=2)
