@@ -25,8 +25,9 @@ from rnn_keras.decoding import (
     length_penalty_factor,
     sampling_search,
 )
-from rnn_keras.recurrent import Recurrent, recurrent_layers
+from rnn_keras.recurrent import Recurrent
 from rnn_keras.seq2seq import Seq2Seq
+from rnn_keras.stacks import recurrent_layers
 
 __version__ = "0.1.0"
 
