@@ -95,10 +95,12 @@ def measure_memory(args):
     sides is what the layers cost.
     """
     ours, theirs = VARIANTS[args.memory_variant]
-    factory = ours if args.memory_side == "ours" else theirs
+    if args.memory_side == "ours":
+        layer = ours(args.units, **our_options(args))
+    else:
+        layer = theirs(args.units)
     x, y = data(args)
-    layer = factory(args.units, **our_options(args)) if args.memory_side == "ours" else None
-    model = build(layer or factory(args.units), args)
+    model = build(layer, args)
     for _ in range(3):
         model.train_on_batch(x, y)
     print(json.dumps({"peak_mib": peak_rss_mib()}))
@@ -195,6 +197,13 @@ def main():
             record["infer_ours"].append(timed(lambda m=ours: m.predict_on_batch(x)))
             record["infer_keras"].append(timed(lambda m=theirs: m.predict_on_batch(x)))
         print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    if args.json:  # for benchmarks/cpu_threads.py
+        medians = {
+            name: {key: float(np.median(values)) for key, values in record.items()}
+            for name, record in times.items()
+        }
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(medians, file, indent=2)
 
     print(
         f"\nbatch {args.batch}, {args.steps} steps, {args.features} features, {args.units} units; "
@@ -205,13 +214,6 @@ def main():
     header = "| cell | Keras layer | train ms ours / Keras (median) | train speed-up min/median/max | infer ms ours / Keras | infer speed-up min/median/max | peak MiB ours / Keras |"
     print(header)
     print("|---|---|---|---|---|---|---|")
-    if args.json:
-        medians = {
-            name: {key: float(np.median(values)) for key, values in record.items()}
-            for name, record in times.items()
-        }
-        with open(args.json, "w", encoding="utf-8") as file:
-            json.dump(medians, file, indent=2)
     for name, record in times.items():
         train_ratio = [
             k / o for k, o in zip(record["train_keras"], record["train_ours"], strict=True)

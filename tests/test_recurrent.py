@@ -492,7 +492,9 @@ def test_batch_groups_give_the_outputs_states_and_gradients_of_one_loop(variant,
     initial = random_states(rng, variant, 7, UNITS)
     expected = one_loop(sequences, initial_state=initial, mask=mask, training=training)
     results = grouped(sequences, initial_state=initial, mask=mask, training=training)
-    for name, value, result in zip(["outputs", "state"], expected, results, strict=False):
+    assert len(results) == len(expected)
+    for index, (value, result) in enumerate(zip(expected, results, strict=True)):
+        name = "outputs" if index == 0 else f"final state {index - 1}"
         np.testing.assert_allclose(result, value, err_msg=name, **TOLERANCE)
     projections = [rng.standard_normal(np.shape(output)).astype("float32") for output in outputs]
     expected = gradients(one_loop, cell, sequences, initial, mask, projections, training)
