@@ -1,4 +1,10 @@
-"""Bahdanau and Luong attention against a NumPy reference, masking, serialization, export."""
+"""Bahdanau and Luong attention against a NumPy reference, masking, serialization, export.
+
+Every learnable weight is set to a random value away from its initialiser before a layer is
+compared with the reference (Luong's scale and Bahdanau's g around 1.7, the normalisation bias
+nonzero): with the initial scale of 1 and bias of 0 a score that divides by the scale or drops
+the bias gives the same numbers.
+"""
 
 import os
 
@@ -27,8 +33,51 @@ LAYERS = {
 }
 
 
+# Scalars that multiply a score: random, positive and far from their initial value.
+SCALARS = ("scale", "attention_g")
+
+
+def _randomize(layer, rng):
+    """Assigns random values to every weight of a built layer."""
+    assert layer.weights, f"{layer.name} has no weights to randomise"
+    for variable in layer.weights:
+        shape = tuple(variable.shape)
+        if variable.path.split("/")[-1] in SCALARS:
+            value = 1.7 + 0.2 * rng.standard_normal(shape)
+        else:
+            value = 0.5 * rng.standard_normal(shape)
+        variable.assign(value.astype(variable.dtype))
+
+
+def _built_randomized(name, seed):
+    layer = LAYERS[name]()
+    layer.build((None, None, _query_for(name).shape[-1]), VALUE.shape)
+    if layer.weights:
+        _randomize(layer, np.random.default_rng(seed))
+    return layer
+
+
+class _TrackedWeights(dict):
+    """The layer's weights by name; records which ones the reference read."""
+
+    def __init__(self, layer):
+        super().__init__((w.path.split("/")[-1], np.asarray(w, "float64")) for w in layer.weights)
+        self.read = set()
+
+    def __getitem__(self, name):
+        self.read.add(name)
+        return super().__getitem__(name)
+
+
 def _numpy_scores(layer, query, key):
-    weights = {w.path.split("/")[-1]: np.asarray(w) for w in layer.weights}
+    weights = _TrackedWeights(layer)
+    scores = _numpy_scores_from(layer, weights, query.astype("float64"), key.astype("float64"))
+    # A weight the reference never reads would be one the test cannot check.
+    assert weights.read == set(weights), f"unread weights: {set(weights) - weights.read}"
+    return scores
+
+
+def _numpy_scores_from(layer, weights, query, key):
     if isinstance(layer, BahdanauAttention) or layer.score_mode == "concat":
         hidden = (query @ weights["query_kernel"])[:, :, None] + (key @ weights["key_kernel"])[
             :, None
@@ -60,15 +109,18 @@ def _numpy_attention(layer, query, value, value_mask=None, query_mask=None):
     return weights @ value, weights
 
 
+DOT_QUERY = QUERY @ RNG.normal(size=(5, 7)).astype("float32")
+
+
 def _query_for(name):
     # The dot score needs equal query and key sizes.
-    return QUERY @ RNG.normal(size=(5, 7)).astype("float32") if name == "luong_dot" else QUERY
+    return DOT_QUERY if name == "luong_dot" else QUERY
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
 @pytest.mark.parametrize("masked", [False, True])
 def test_matches_numpy_reference(name, masked):
-    layer, query = LAYERS[name](), _query_for(name)
+    layer, query = _built_randomized(name, seed=len(name) + masked), _query_for(name)
     value_mask, query_mask = (VALUE_MASK, QUERY_MASK) if masked else (None, None)
     context, weights = layer(query, VALUE, value_mask=value_mask, query_mask=query_mask)
     expected_context, expected_weights = _numpy_attention(
@@ -80,7 +132,7 @@ def test_matches_numpy_reference(name, masked):
 
 @pytest.mark.parametrize("name", ["bahdanau_normalized", "luong_general", "luong_concat"])
 def test_single_query_equals_first_row_of_sequence(name):
-    layer, query = LAYERS[name](), _query_for(name)
+    layer, query = _built_randomized(name, seed=3), _query_for(name)
     sequence_context, sequence_weights = layer(query, VALUE, value_mask=VALUE_MASK)
     context, weights = layer(query[:, 1], VALUE, value_mask=VALUE_MASK)
     assert tuple(context.shape) == (3, 7) and tuple(weights.shape) == (3, 6)
@@ -142,6 +194,7 @@ def _functional_model(layer, query_dim=5):
 
 def test_keras_file_round_trip(tmp_path):
     model = _functional_model(BahdanauAttention(8, normalize=True, name="attention"))
+    _randomize(model.get_layer("attention"), np.random.default_rng(5))
     path = tmp_path / "attention.keras"
     model.save(path)
     reloaded = keras.models.load_model(path)
@@ -154,6 +207,7 @@ def test_keras_file_round_trip(tmp_path):
 
 def test_saved_model_in_fresh_process(tmp_path):
     model = _functional_model(LuongAttention("concat", scale=True, name="attention"))
+    _randomize(model.get_layer("attention"), np.random.default_rng(6))
     export_dir = tmp_path / "export"
     model.export(
         export_dir,
