@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from apps.common import config as config_lib
-from apps.common import pretraining
+from apps.common.text import pretraining
 from apps.sentiment import APP
 from apps.sentiment.config import SentimentConfig
 from tests.test_sentiment_app import TINY, run_cli, train_arguments, write_reviews
@@ -82,7 +82,7 @@ def _tiny_model(overrides):
 @pytest.mark.parametrize("cell, bidirectional", [("gru", True), ("lstm", True), ("gru", False)])
 def test_neither_direction_sees_the_word_it_predicts(cell, bidirectional):
     model, config = _tiny_model({"model.cell": cell, "model.bidirectional": bidirectional})
-    language_model = pretraining.build_language_model(model, config.pretrain)
+    language_model = pretraining.build_language_model(APP, model, config.pretrain)
     words = np.random.default_rng(1).integers(1, 12, size=(1, 10)).astype("int32")
     changed = words.copy()
     position = 5
@@ -103,7 +103,7 @@ def test_neither_direction_sees_the_word_it_predicts(cell, bidirectional):
 def test_a_stacked_bidirectional_encoder_is_refused_by_name():
     model, config = _tiny_model({"model.bidirectional": True, "model.num_layers": 2})
     with pytest.raises(config_lib.ConfigError, match="model.num_layers=1 only"):
-        pretraining.build_language_model(model, config.pretrain)
+        pretraining.build_language_model(APP, model, config.pretrain)
 
 
 def test_pretrain_command_writes_a_run_that_starts_training(tmp_path):

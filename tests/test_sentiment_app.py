@@ -6,6 +6,7 @@ exactly where the uninterrupted run would be; a two-trial search writes a best c
 that `train --config` accepts.
 """
 
+import argparse
 import csv
 import io
 import json
@@ -19,6 +20,7 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 
+from apps.common.errors import RunError
 from tests.saved_model_helpers import call_saved_model_in_fresh_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,8 +129,9 @@ def test_help_of_every_command_answers_without_loading_tensorflow():
     script = (
         "import contextlib, io, sys\n"
         "from apps import cli\n"
-        "from apps.common.cli import COMMANDS\n"
-        "for command in COMMANDS:\n"
+        "from apps.common.cli import commands_of\n"
+        "from apps.sentiment import APP\n"
+        "for command in commands_of(APP):\n"
         "    output = io.StringIO()\n"
         "    with contextlib.redirect_stdout(output), contextlib.suppress(SystemExit):\n"
         "        cli.main(['sentiment', command, '--help'])\n"
@@ -246,7 +249,8 @@ def test_predict_from_export_reads_stdin_and_explain_weights_tokens(
     picture = os.path.join(workspace, "explain.png")
     printed = io.StringIO()
     with redirect_stdout(printed):
-        export.open_model(APP, trained_run).explain([TEXTS[0]], picture)
+        options = argparse.Namespace(explain=True, output=picture)
+        APP.predict(export.open_model(APP, trained_run), [TEXTS[0]], options)
     rows = [line.split() for line in printed.getvalue().splitlines() if line.startswith("    ")]
     # Standardised tokens (lowercase, no punctuation, <br /> gone), weights summing to 1.
     assert [token for _, token in rows] == ["a", "great", "superb", "film", "loved", "it"]
@@ -443,7 +447,7 @@ def test_warm_start_vocabulary_adds_the_earlier_runs_words_after_its_own(trained
     # The train split's own words first, in order; then the new ones, up to max_tokens.
     assert vocabulary == [*plain, "zzzonly", "yyyonly", "x1"]
     missing = {"train.initialize_from": str(tmp_path / "absent")}
-    with pytest.raises(SystemExit, match="not a finished run directory"):
+    with pytest.raises(RunError, match="not a finished run directory"):
         APP.describe_data(config_lib.apply_overrides(config, missing), loaded)
 
 
@@ -586,4 +590,4 @@ def test_ensemble_averages_runs_and_exports_as_one_saved_model(workspace, traine
         workspace,
         check=False,
     )
-    assert failed.returncode != 0 and f"--models {mismatched}: class names" in failed.stderr
+    assert failed.returncode != 0 and f"--models {mismatched}: class_names" in failed.stderr

@@ -262,7 +262,7 @@ def test_bad_config_values_name_the_field(tmp_path):
         config = SentimentDataConfig(source=str(tmp_path), **{field: value})
         with pytest.raises(ValueError, match=expected.replace("[", r"\[").replace(")", r"\)")):
             load(config)
-    with pytest.raises(FileNotFoundError, match="data.source: .*missing.csv does not exist"):
+    with pytest.raises(ValueError, match="data.source: .*missing.csv.* does not exist"):
         load(SentimentDataConfig(source=str(tmp_path / "missing.csv")))
 
 

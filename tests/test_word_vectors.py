@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from apps.common import word_vectors
+from apps.common.text import word_vectors
 from tests.test_sentiment_app import run_cli, train_arguments, write_reviews
 
 

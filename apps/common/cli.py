@@ -1,11 +1,13 @@
-"""The command line shared by all apps: `python -m apps.<app> <command> [options] [key=value ...]`.
+"""The command line of every app: `python -m apps.<app> <command> [options] [key=value ...]`.
 
-Commands: train, evaluate, export, predict, tune, ensemble, and for apps whose model reads
-words `vectors` (word vectors learned from the data's text, `apps.common.word_vectors`) and
-`pretrain` (language-model pretraining of the encoder, `apps.common.pretraining`).
-The config is resolved from the app's defaults, then `--config FILE.json`, then `--data`
-(sets `data.source`), `--seed`, and dotted overrides such as `model.units=128`; the same
-through `rnn-keras <app> ...`.
+Commands come from one registry: the shared ones (`train`, `evaluate`, `export`,
+`predict`, `tune`) and those the app declares (`App.extra_commands`), so `--help` lists
+exactly what the app has. The config is resolved from the app's defaults, then
+`--config FILE.json`, then `--data` (sets `data.source`), `--seed`, and dotted overrides
+such as `model.units=128`; every command that builds a config takes overrides.
+
+Library code raises `apps.common.errors.UserError`; only `main` turns one into a
+one-line message and exit status 2.
 """
 
 import argparse
@@ -15,31 +17,23 @@ import os
 import sys
 
 from apps.common import config as config_lib
+from apps.common.app import Command
+from apps.common.errors import InputError, RunError, UserError
 
-COMMANDS = ("train", "evaluate", "export", "predict", "tune", "ensemble", "vectors", "pretrain")
 
-
-def _add_config_options(parser, several_sources=False):
+def add_config_options(parser, app=None, data_help="sets data.source (catalog name or path)"):
+    """`--config`, `--data`, `--seed` and `key=value` overrides."""
     parser.add_argument("--config", metavar="FILE.json", help="JSON config over the defaults")
-    if several_sources:
-        parser.add_argument(
-            "--data",
-            action="append",
-            required=True,
-            metavar="SOURCE",
-            help="a data source whose train text to learn from; repeat for several",
-        )
-    else:
-        parser.add_argument(
-            "--data", metavar="SOURCE", help="sets data.source (catalog name or path)"
-        )
+    parser.add_argument("--data", metavar="SOURCE", help=data_help)
     parser.add_argument("--seed", type=int, help="sets seed (data shuffling, initialisation)")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.units=128"
-    )
+    add_overrides(parser)
 
 
-def _add_model_option(parser):
+def add_overrides(parser, help_text="dotted overrides, e.g. model.units=128"):
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=help_text)
+
+
+def add_model_option(parser):
     parser.add_argument(
         "--model",
         "--run-dir",
@@ -49,88 +43,20 @@ def _add_model_option(parser):
     )
 
 
-def build_parser(app, command, program=None):
-    """The argument parser of one command of `app`."""
-    parser = argparse.ArgumentParser(
-        prog=f"{program or f'python -m apps.{app.name}'} {command}",
-        description=f"{command} for the {app.name} app",
-    )
-    if command == "train":
-        _add_config_options(parser)
-        parser.add_argument(
-            "--run-dir",
-            help=f"run directory (default: runs/{app.name}/<hash of the config>, so the same "
-            "command resumes the same run)",
-        )
-    elif command == "pretrain":
-        _add_config_options(parser, several_sources=True)
-        parser.add_argument(
-            "--run-dir",
-            help=f"run directory (default: runs/{app.name}/pretrain-<hash of config and sources>,"
-            " so the same command resumes the same run)",
-        )
-    elif command == "tune":
-        _add_config_options(parser)
-        parser.add_argument("--tuner", choices=("random", "hyperband", "bayesian"))
-        parser.add_argument("--max-trials", type=int)
-        parser.add_argument("--epochs", type=int, help="epochs per trial (Hyperband: maximum)")
-        parser.add_argument(
-            "--directory", help=f"search directory (default runs/{app.name}/tune); resumable"
-        )
-    elif command == "evaluate":
-        _add_model_option(parser)
-        parser.add_argument("--split", default="validation", help="split to evaluate")
-        parser.add_argument("--file", help="evaluate on this file instead of a split")
-        parser.add_argument("--data", metavar="SOURCE", help="evaluate on this data source")
-        parser.add_argument("--output-dir", help="where to write evaluation.json and the PNG")
-        parser.add_argument(
-            "overrides", nargs="*", metavar="key=value", help="data.* overrides, e.g. for --file"
-        )
-    elif command == "export":
-        _add_model_option(parser)
-        parser.add_argument("--base-dir", help="export root (default: export.base_dir)")
-    elif command == "ensemble":
-        parser.add_argument(
-            "--models", nargs="+", required=True, metavar="DIR", help="finished run directories"
-        )
-        parser.add_argument("--run-dir", required=True, help="where the ensemble run is written")
-    elif command == "vectors":
-        parser.add_argument(
-            "--data",
-            action="append",
-            required=True,
-            metavar="SOURCE",
-            help="a data source whose text to learn from; repeat for several",
-        )
-        parser.add_argument("--output", required=True, help="the word vectors text file to write")
-        parser.add_argument("--dim", type=int, default=128, help="vector size (default 128)")
-        parser.add_argument("--max-words", type=int, default=20000, help="vocabulary size")
-        parser.add_argument("--window", type=int, default=5, help="co-occurrence window")
-        parser.add_argument("--min-count", type=int, default=5, help="rarer words get no vector")
-        parser.add_argument("--split", default="train", help="split of each source to read")
-        parser.add_argument(
-            "overrides", nargs="*", metavar="key=value", help="data.* overrides for every source"
-        )
-    elif command == "predict":
-        _add_model_option(parser)
-        parser.add_argument("texts", nargs="*", help="inputs; none: read --file or stdin")
-        parser.add_argument("--file", help="one input per line")
-        parser.add_argument("--explain", action="store_true", help="show attention per token")
-        parser.add_argument("--output", default="explanation.png", help="--explain heatmap PNG")
-    return parser
-
-
 def resolve(app, arguments):
-    """The config of train/tune: defaults, --config, --data, --seed, then overrides."""
+    """The config of a command: defaults, --config, --data, --seed, then overrides."""
     overrides = list(arguments.overrides)
-    if isinstance(arguments.data, str):
+    if isinstance(getattr(arguments, "data", None), str):
         overrides.insert(0, f"data.source={arguments.data}")
-    if arguments.seed is not None:
+    if getattr(arguments, "seed", None) is not None:
         overrides.insert(0, f"seed={arguments.seed}")
-    return config_lib.resolve_config(app.config_class, arguments.config, overrides)
+    config = config_lib.resolve_config(app.config_class, arguments.config, overrides)
+    app.check_config(config)
+    return config
 
 
 def default_run_dir(app, config, prefix="", sources=()):
+    """`runs/<app>/<prefix><hash of the config>`: the same command resumes the same run."""
     described = config_lib.config_to_dict(config)
     if sources:
         described = {"config": described, "sources": list(sources)}
@@ -138,143 +64,172 @@ def default_run_dir(app, config, prefix="", sources=()):
     return os.path.join("runs", app.name, prefix + digest[:10])
 
 
-def _model_path(app, arguments):
+def model_path(app, arguments):
+    """`--model`, or the latest finished run of the app."""
     from apps.common import training
 
     path = arguments.model or training.latest_run(app)
     if not path:
-        raise SystemExit(f"no --model given and no finished run under runs/{app.name}/")
+        raise RunError(f"no --model given and no finished run under runs/{app.name}/")
     if not os.path.isdir(path):
-        raise SystemExit(f"--model {path}: no such directory")
+        raise RunError(f"--model {path}: no such directory")
     return path
 
 
-def _read_lines(arguments):
-    if arguments.texts:
-        return list(arguments.texts)
-    if arguments.file:
-        try:
+def read_lines(arguments):
+    """Inputs of `predict`: arguments, `--file`, or stdin (one per line)."""
+    if arguments.inputs:
+        return list(arguments.inputs)
+    try:
+        if arguments.file:
             with open(arguments.file, encoding="utf-8") as handle:
                 return [line.rstrip("\n") for line in handle if line.strip()]
-        except (OSError, UnicodeDecodeError) as error:
-            raise SystemExit(f"--file {arguments.file}: {error}") from None
-    if sys.stdin.isatty():
-        print("reading inputs from stdin, one per line (Ctrl-D to finish)", file=sys.stderr)
-    return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        if sys.stdin.isatty():
+            print("reading inputs from stdin, one per line (Ctrl-D to finish)", file=sys.stderr)
+        return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    except UnicodeDecodeError as error:
+        where = f"--file {arguments.file}" if arguments.file else "stdin"
+        raise InputError(
+            f"{where}: not valid UTF-8 ({error.reason} at byte {error.start})"
+        ) from None
+    except OSError as error:
+        raise InputError(f"--file {arguments.file}: {error.strerror}") from None
 
 
-def run_command(app, command, argv, program=None):
-    """Parses `argv` for `command` and runs it; returns a process exit status."""
-    parser = build_parser(app, command, program)
-    arguments = parser.parse_intermixed_args(argv)
-    try:
-        return _dispatch(app, command, arguments)
-    except config_lib.ConfigError as error:
-        parser.error(str(error))
-    except Exception as error:
-        # A bad input file or an unreachable catalog is the user's to fix: say
-        # what and where, without a traceback. (The modules are looked up, not
-        # imported, so that --help never loads TensorFlow.)
-        if isinstance(error, _user_error_types()):
-            print(f"{parser.prog}: error: {error}", file=sys.stderr)
-            return 2
-        raise
+# ---- the shared commands ----------------------------------------------------------------
 
 
-def _user_error_types():
-    """The exception types that mean bad input, from the modules loaded so far."""
-    names = {
-        "apps.common.data": ("DataError", "CatalogUnavailableError"),
-        "apps.common.word_vectors": ("WordVectorsError",),
-    }
-    return tuple(
-        getattr(sys.modules[module], name)
-        for module, attributes in names.items()
-        if module in sys.modules
-        for name in attributes
+def _train_arguments(parser, app):
+    add_config_options(parser, app)
+    parser.add_argument(
+        "--run-dir",
+        help=f"run directory (default: runs/{app.name}/<hash of the config>, so the same "
+        "command resumes the same run)",
     )
 
 
-def _dispatch(app, command, arguments):
-    # Imported here so that --help and config errors answer without loading TensorFlow.
-    if command == "train":
-        config = resolve(app, arguments)
-        from apps.common import training
+def _train(app, arguments):
+    config = resolve(app, arguments)
+    from apps.common import training
 
-        training.train(app, config, arguments.run_dir or default_run_dir(app, config))
-    elif command == "tune":
-        config = resolve(app, arguments)
-        for option, key in (
-            ("tuner", "tuner"),
-            ("max_trials", "max_trials"),
-            ("epochs", "epochs"),
-            ("directory", "directory"),
-        ):
-            if getattr(arguments, option) is not None:
-                config = config_lib.apply_overrides(
-                    config, {f"tune.{key}": getattr(arguments, option)}
-                )
-        from apps.common import tuning
+    training.train(app, config, arguments.run_dir or default_run_dir(app, config))
 
-        directory = config.tune.directory or os.path.join("runs", app.name, "tune")
-        tuning.tune(app, config, directory)
-    elif command == "export":
-        from apps.common import export, training
 
-        path = _model_path(app, arguments)
-        if export.is_export_dir(path):
-            raise SystemExit(f"{path} is already an export; give a run directory")
-        model, config, data_info = training.load_run(app, path)
-        export.export_model(app, model, config, data_info, arguments.base_dir)
-    elif command == "predict":
-        from apps.common import export
+def _tune_arguments(parser, app):
+    add_config_options(parser, app)
+    parser.add_argument("--tuner", choices=("random", "hyperband", "bayesian"))
+    parser.add_argument("--max-trials", type=int)
+    parser.add_argument("--epochs", type=int, help="epochs per trial (Hyperband: maximum)")
+    parser.add_argument(
+        "--directory", help=f"search directory (default runs/{app.name}/tune); resumable"
+    )
 
-        model = export.open_model(app, _model_path(app, arguments))
-        lines = _read_lines(arguments)
-        if not lines:
-            raise SystemExit("no input: give texts as arguments, --file FILE or lines on stdin")
-        if arguments.explain:
-            model.explain(lines, arguments.output)
-        else:
-            for line in model.predict(lines):
-                print(line)
-    elif command == "ensemble":
-        from apps.common import ensemble
 
-        for path in arguments.models:
-            if not os.path.isdir(path):
-                raise SystemExit(f"--models {path}: no such directory")
-        ensemble.build_ensemble(app, arguments.models, arguments.run_dir)
-    elif command == "vectors":
-        from apps.common import word_vectors
+def _tune(app, arguments):
+    for option in ("tuner", "max_trials", "epochs", "directory"):
+        if getattr(arguments, option) is not None:
+            arguments.overrides.append(f"tune.{option}={getattr(arguments, option)}")
+    config = resolve(app, arguments)
+    from apps.common import tuning
 
-        word_vectors.vectors_command(app, arguments)
-    elif command == "pretrain":
-        if app.tokens_of is None:
-            raise SystemExit(f"the {app.name} app reads no words, so it has no language model")
-        config = resolve(app, arguments)
-        from apps.common import pretraining
+    tuning.tune(app, config, config.tune.directory or os.path.join("runs", app.name, "tune"))
 
-        run_dir = arguments.run_dir or default_run_dir(app, config, "pretrain-", arguments.data)
-        pretraining.pretrain(app, config, arguments.data, run_dir)
-    elif command == "evaluate":
-        from apps.common import evaluation, export
 
-        model = export.open_model(app, _model_path(app, arguments))
-        evaluation.evaluate_command(app, model, arguments)
-    return 0
+def _evaluate_arguments(parser, app):
+    add_model_option(parser)
+    parser.add_argument("--split", default="validation", help="split to evaluate")
+    parser.add_argument("--file", help="evaluate on this file instead of a split")
+    parser.add_argument("--data", metavar="SOURCE", help="evaluate on this data source")
+    parser.add_argument("--output-dir", help="where to write evaluation.json and the PNGs")
+    add_overrides(parser, "data.* overrides, e.g. for --file")
+
+
+def _evaluate(app, arguments):
+    from apps.common import evaluation, export
+
+    model = export.open_model(app, model_path(app, arguments))
+    evaluation.evaluate_command(app, model, arguments)
+
+
+def _export_arguments(parser, app):
+    add_model_option(parser)
+    parser.add_argument("--base-dir", help="export root (default: export.base_dir)")
+
+
+def _export(app, arguments):
+    from apps.common import export, training
+
+    path = model_path(app, arguments)
+    if export.is_export_dir(path):
+        raise RunError(f"{path} is already an export; give a run directory")
+    model, config, data_info = training.load_run(app, path)
+    export.export_model(app, model, config, data_info, arguments.base_dir)
+
+
+def _predict_arguments(parser, app):
+    add_model_option(parser)
+    parser.add_argument("inputs", nargs="*", help="inputs; none: read --file or stdin")
+    parser.add_argument("--file", help="one input per line")
+    app.add_predict_arguments(parser)
+
+
+def _predict(app, arguments):
+    from apps.common import export
+
+    model = export.open_model(app, model_path(app, arguments))
+    lines = read_lines(arguments)
+    if not lines:
+        raise InputError("no input: give inputs as arguments, --file FILE or lines on stdin")
+    app.predict(model, lines, arguments)
+
+
+SHARED_COMMANDS = (
+    Command("train", "train a model into a run directory", _train_arguments, _train),
+    Command("evaluate", "metrics and plots of a run or export", _evaluate_arguments, _evaluate),
+    Command("export", "write a run as a SavedModel version", _export_arguments, _export),
+    Command("predict", "answer inputs with a run or export", _predict_arguments, _predict),
+    Command("tune", "keras-tuner search over the app's space", _tune_arguments, _tune),
+)
+
+
+def commands_of(app):
+    """Name to `Command`: the shared commands, then the app's own."""
+    registry = {command.name: command for command in SHARED_COMMANDS}
+    for command in app.extra_commands():
+        if command.name in registry:
+            raise ValueError(f"{app.name}: command {command.name!r} is already defined")
+        registry[command.name] = command
+    return registry
+
+
+def usage(app, program):
+    registry = commands_of(app)
+    lines = [f"usage: {program} {{{','.join(registry)}}} [options] [key=value ...]", "commands:"]
+    lines += [f"  {name:<10} {command.help}" for name, command in registry.items()]
+    lines.append("run a command with --help for its options")
+    return "\n".join(lines)
 
 
 def main(app, argv=None, program=None):
-    """Entry point of `python -m apps.<app>`: the first argument names the command."""
+    """Entry point of `python -m apps.<app>`; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        program = program or f"python -m apps.{app.name}"
-        usage = f"usage: {program} {{{','.join(COMMANDS)}}} [options] [key=value ...]"
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"{usage}\nunknown command {argv[0]!r}", file=sys.stderr)
-            return 2
-        print(usage + "\nrun a command with --help for its options")
+    program = program or f"python -m apps.{app.name}"
+    registry = commands_of(app)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(app, program))
         return 0 if argv else 2
+    if argv[0] not in registry:
+        print(f"{usage(app, program)}\nunknown command {argv[0]!r}", file=sys.stderr)
+        return 2
+    command = registry[argv[0]]
+    parser = argparse.ArgumentParser(prog=f"{program} {command.name}", description=command.help)
+    command.add_arguments(parser, app)
+    arguments = parser.parse_intermixed_args(argv[1:])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return run_command(app, argv[0], argv[1:], program)
+    try:
+        status = command.run(app, arguments)
+    except UserError as error:
+        # The user's to fix: what and where, without a traceback.
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0 if status is None else int(status)

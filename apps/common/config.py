@@ -25,11 +25,11 @@ import os
 import types
 import typing
 
+from apps.common.errors import ConfigError
+
+__all__ = ["ConfigError", "resolve_config", "save_config", "apply_overrides"]
+
 CONFIG_FILENAME = "config.json"
-
-
-class ConfigError(ValueError):
-    """A config key or value is invalid; the message names the dotted key."""
 
 
 def choices(*allowed):

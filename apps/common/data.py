@@ -46,6 +46,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from apps.common.errors import CatalogUnavailableError, DataError, DataSourceError
+
 # Where tfds looks for prepared datasets when download URLs of a catalog entry are unknown.
 DEFAULT_PROBE_URLS = ("https://storage.googleapis.com/",)
 PROBE_TIMEOUT_SECONDS = 5.0
@@ -62,25 +64,8 @@ SPLIT_ALIASES = {
 }
 
 
-class DataError(ValueError):
-    """A problem in an input file, named by file, line and problem.
-
-    Args:
-        path: the file.
-        line: 1-based line number, or 0 when the problem concerns the whole file.
-        problem: what is wrong, quoting the bad value.
-    """
-
-    def __init__(self, path: str | os.PathLike, line: int, problem: str):
-        self.path = str(path)
-        self.line = line
-        self.problem = problem
-        location = f"{path}, line {line}" if line else str(path)
-        super().__init__(f"{location}: {problem}")
-
-
-class CatalogUnavailableError(RuntimeError):
-    """A tfds catalog dataset is not prepared locally and cannot be downloaded."""
+# The errors live in apps.common.errors (no TensorFlow import); re-exported for callers here.
+__all__ = ["CatalogUnavailableError", "DataError", "DataSourceError"]
 
 
 @dataclasses.dataclass
@@ -159,7 +144,7 @@ def load_catalog_builder(
         probe: `probe(urls) -> bool`, default `network_available` (tests substitute their own).
 
     Raises:
-        ValueError: `name` is not in the tfds catalog.
+        DataSourceError: `name` is not in the tfds catalog.
         CatalogUnavailableError: not prepared and none of `download_urls` answers; raised
             within `PROBE_TIMEOUT_SECONDS` instead of after tfds' minutes of retries.
     """
@@ -168,7 +153,7 @@ def load_catalog_builder(
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.DatasetNotFoundError as error:
         first_line = str(error).splitlines()[0]
-        raise ValueError(
+        raise DataSourceError(
             f"data source {name!r} is neither an existing file or directory nor a tfds "
             f"catalog dataset ({first_line})"
         ) from None
@@ -311,7 +296,7 @@ def find_split_files(directory: Path, suffixes: Sequence[str]) -> dict[str, Path
     """Maps split names to files such as `train.csv`, `dev.tsv`, `valid.txt`, `test.csv`.
 
     Raises:
-        ValueError: two files name the same split (e.g. `dev.tsv` and `valid.tsv`).
+        DataSourceError: two files name the same split (e.g. `dev.tsv` and `valid.tsv`).
     """
     found: dict[str, Path] = {}
     for path in sorted(directory.iterdir()):
@@ -319,7 +304,9 @@ def find_split_files(directory: Path, suffixes: Sequence[str]) -> dict[str, Path
         if split is None or path.suffix.lower() not in suffixes or not path.is_file():
             continue
         if split in found:
-            raise ValueError(f"{directory}: both {found[split].name} and {path.name} hold {split}")
+            raise DataSourceError(
+                f"{directory}: both {found[split].name} and {path.name} hold {split}"
+            )
         found[split] = path
     return found
 
@@ -354,7 +341,7 @@ def check_encoding(encoding: str) -> str:
     try:
         return codecs.lookup(encoding).name
     except LookupError:
-        raise ValueError(f"unknown encoding {encoding!r}") from None
+        raise DataSourceError(f"unknown encoding {encoding!r}") from None
 
 
 def read_table(
@@ -445,7 +432,7 @@ def carve_validation(
     """
     total = num_examples if num_examples is not None else known_size(dataset)
     if not 0 < fraction < 1 or total < 2:
-        raise ValueError(
+        raise DataSourceError(
             f"cannot carve validation_fraction {fraction} of {total} examples; choose a "
             "fraction in (0, 1), provide more examples or a validation split"
         )
@@ -492,3 +479,107 @@ def limit_examples(
     if max_examples > 0:
         notes.append(f"max_examples: each split limited to its first {max_examples:,} examples")
     return limited, sizes
+
+
+VALIDATION_STRATEGIES = ("random", "tail")
+
+
+def carve_tail(
+    dataset: tf.data.Dataset, fraction: float, *, num_examples: int | None = None
+) -> tuple[tf.data.Dataset, tf.data.Dataset, str]:
+    """Splits the last `fraction` of `dataset` off as validation, in order, never shuffled.
+
+    For data ordered in time (series, one long text): validation comes after everything
+    the model trains on, so it never sees the future. Counts are rounded, with at least
+    one element on each side.
+    """
+    total = num_examples if num_examples is not None else known_size(dataset)
+    if not 0 < fraction < 1 or total < 2:
+        raise DataSourceError(
+            f"cannot carve the last {fraction} of {total} elements as validation; choose a "
+            "fraction in (0, 1), provide more data or a validation split"
+        )
+    count = min(total - 1, max(1, int(round(total * fraction))))
+    train = dataset.take(total - count).apply(
+        tf.data.experimental.assert_cardinality(total - count)
+    )
+    validation = dataset.skip(total - count).apply(tf.data.experimental.assert_cardinality(count))
+    note = (
+        f"validation: the last {fraction * 100:g}% of train ({count:,} of {total:,} elements), "
+        "in order"
+    )
+    return train, validation, note
+
+
+def is_catalog_name(source: str) -> bool:
+    """True when `source` is no existing path and reads as a tfds name like `glue/sst2:2.0.0`."""
+    if not source or os.path.exists(source):
+        return False
+    name = source.split(":")[0]
+    return all(part and part.replace("_", "").isalnum() for part in name.split("/")) and (
+        name.count("/") <= 1 and name == name.lower()
+    )
+
+
+def load_source(
+    source: str,
+    *,
+    read_catalog: Callable[[list[str]], tuple[dict, dict]],
+    read_local: Callable[[list[str]], tuple[dict, dict]],
+    validation_fraction: float = 0.0,
+    validation_strategy: str = "random",
+    seed: int = 0,
+    max_examples: int = 0,
+    transform: Callable[[dict, dict, list[str]], dict] | None = None,
+) -> LoadedData:
+    """The load skeleton every app shares: catalog or local files, carve, order, limit.
+
+    Args:
+        source: a tfds catalog name or a path; a path that does not exist and does not read
+            as a catalog name is a `DataSourceError`.
+        read_catalog, read_local: `(notes) -> (splits, info)`, the app's two readers; they
+            append lines for the user to `notes`.
+        validation_fraction: carved from train when the source has no validation split
+            (0: no validation).
+        validation_strategy: `random` (examples drawn with `seed`; independent examples) or
+            `tail` (the last elements in order; data ordered in time).
+        max_examples: keep the first N elements of each split (0 keeps all).
+        transform: `(splits, info, notes) -> splits`, applied after carving (e.g. cleaning).
+
+    Returns:
+        `LoadedData` with splits ordered train, validation, test and `info["num_examples"]`.
+    """
+    if validation_strategy not in VALIDATION_STRATEGIES:
+        raise DataSourceError(
+            f"validation strategy {validation_strategy!r} is not one of "
+            f"{', '.join(VALIDATION_STRATEGIES)}"
+        )
+    notes: list[str] = []
+    if is_catalog_name(source):
+        splits, info = read_catalog(notes)
+    else:
+        if not source or not os.path.exists(source):
+            raise DataSourceError(f"data.source: {source!r} does not exist")
+        splits, info = read_local(notes)
+    splits = dict(splits)
+    if "train" not in splits:
+        raise DataSourceError(f"{source}: no train split (found: {', '.join(sorted(splits))})")
+    if "validation" not in splits and validation_fraction > 0:
+        if validation_strategy == "tail":
+            splits["train"], splits["validation"], note = carve_tail(
+                splits["train"], validation_fraction
+            )
+        else:
+            splits["train"], splits["validation"], note = carve_validation(
+                splits["train"], validation_fraction, seed
+            )
+        notes.append(note)
+    elif "validation" not in splits:
+        notes.append("validation: none (the source has none and the validation fraction is 0)")
+    if transform is not None:
+        splits = transform(splits, info, notes)
+    order = [name for name in ("train", "validation", "test") if name in splits]
+    order += sorted(set(splits) - set(order))
+    splits, sizes = limit_examples({name: splits[name] for name in order}, max_examples, notes)
+    info["num_examples"] = sizes
+    return LoadedData(splits=splits, info=info, notes=notes)

@@ -1,6 +1,8 @@
 """Ensembles: finished runs of one app averaged into one model, written as a run directory.
 
-Averaging the class probabilities of models trained with different seeds (or
+An app that averages its outputs offers it as an extra command (`App.extra_commands`,
+`Command("ensemble", ..., add_arguments, run_command)`); members must pass the app's
+`check_compatible`. Averaging the class probabilities of models trained with different seeds (or
 configs) removes much of the run-to-run variance of a single model; on small
 validation sets that variance is often larger than the differences between
 configurations. `ensemble` writes a finished run directory:
@@ -20,9 +22,25 @@ Example:
 
 import os
 
-import keras
+from apps.common.errors import RunError
 
-from apps.common import training
+# Keras and the training module are imported inside the functions: the app's `--help`
+# imports this module to list the command.
+
+
+def add_arguments(parser, app):
+    parser.add_argument(
+        "--models", nargs="+", required=True, metavar="DIR", help="finished run directories"
+    )
+    parser.add_argument("--run-dir", required=True, help="where the ensemble run is written")
+
+
+def run_command(app, arguments):
+    """`ensemble`: averages finished runs into one run directory."""
+    for path in arguments.models:
+        if not os.path.isdir(path):
+            raise RunError(f"--models {path}: no such directory")
+    build_ensemble(app, arguments.models, arguments.run_dir)
 
 
 def average_models(models, name="ensemble"):
@@ -31,6 +49,8 @@ def average_models(models, name="ensemble"):
     All models take the same inputs (names, dtypes, shapes) and give one output of one
     shape, e.g. class probabilities `(batch, classes)`.
     """
+    import keras
+
     first = models[0]
     inputs = [
         keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=tensor.name)
@@ -47,32 +67,31 @@ def average_models(models, name="ensemble"):
     return ensemble
 
 
-def _check_members(runs, data_infos):
-    class_names = data_infos[0].get("class_names")
+def _check_members(app, runs, data_infos):
     for run_dir, data_info in zip(runs[1:], data_infos[1:], strict=True):
-        if data_info.get("class_names") != class_names:
-            raise SystemExit(
-                f"--models {run_dir}: class names {data_info.get('class_names')} differ from "
-                f"{runs[0]}'s {class_names}; an ensemble averages the same classes"
-            )
+        app.check_compatible(data_infos[0], data_info, f"--models {run_dir}")
 
 
 def build_ensemble(app, runs, run_dir):
     """Averages the finished runs `runs` into the run directory `run_dir`; returns metrics."""
+    from apps.common import training
+
     if len(runs) < 2:
-        raise SystemExit("--models: an ensemble needs at least two run directories")
+        raise RunError("--models: an ensemble needs at least two run directories")
     if os.path.exists(os.path.join(run_dir, training.METRICS)):
-        raise SystemExit(f"{run_dir} holds a finished run; choose another --run-dir")
+        raise RunError(f"{run_dir} holds a finished run; choose another --run-dir")
     members = [training.load_run(app, path) for path in runs]
     models = [model for model, _, _ in members]
     configs = [config for _, config, _ in members]
     data_infos = [data_info for _, _, data_info in members]
-    _check_members(runs, data_infos)
+    _check_members(app, runs, data_infos)
     ensemble = average_models(models, name=f"{app.name}_ensemble")
 
     config = configs[0]
     loaded = training.load_splits(app, config)
-    validation, _ = training.make_batches(app, config, loaded.splits["validation"], training=False)
+    validation, _ = training.make_batches(
+        app, config, data_infos[0], loaded.splits["validation"], training=False
+    )
     member_metrics = []
     for path, model in zip(runs, models, strict=True):
         scores = model.evaluate(validation, return_dict=True, verbose=0)

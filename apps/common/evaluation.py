@@ -1,8 +1,8 @@
-"""Evaluation of classifiers: accuracy, per-class precision / recall / F1, confusion matrix.
+"""The `evaluate` command, and evaluation helpers that apps reuse (classifiers).
 
-Works from any function returning class probabilities (a Keras model, a run dir's
-serving function or a reloaded SavedModel signature), so a run and its export are
-measured the same way.
+`evaluate_command` loads the data a model should be measured on (a split of its own
+source, another source, or a file) and hands batches to the app's `App.evaluate`, with a
+`ServingModel` from a run directory or an export, so both are measured the same way.
 """
 
 import json
@@ -11,47 +11,8 @@ import os
 import numpy as np
 
 from apps.common import plots
-
-
-def classification_report(true_labels, predicted_labels, class_names):
-    """Accuracy, per-class precision/recall/F1/support, macro F1 and the confusion matrix.
-
-    Args:
-        true_labels: integer class ids, shape `(examples,)`.
-        predicted_labels: integer class ids, shape `(examples,)`.
-        class_names: the name of each class id.
-
-    Returns:
-        dict with `accuracy`, `macro_f1`, `per_class` (name -> precision, recall, f1,
-        support), `confusion_matrix` (rows true, columns predicted) and `examples`.
-    """
-    true_labels = np.asarray(true_labels, dtype=np.int64)
-    predicted_labels = np.asarray(predicted_labels, dtype=np.int64)
-    classes = len(class_names)
-    matrix = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(matrix, (true_labels, predicted_labels), 1)
-    per_class = {}
-    for index, name in enumerate(class_names):
-        true_positive = matrix[index, index]
-        predicted = matrix[:, index].sum()
-        actual = matrix[index, :].sum()
-        precision = true_positive / predicted if predicted else 0.0
-        recall = true_positive / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[str(name)] = {
-            "precision": float(precision),
-            "recall": float(recall),
-            "f1": float(f1),
-            "support": int(actual),
-        }
-    total = int(matrix.sum())
-    return {
-        "examples": total,
-        "accuracy": float(np.trace(matrix) / total) if total else 0.0,
-        "macro_f1": float(np.mean([row["f1"] for row in per_class.values()])),
-        "per_class": per_class,
-        "confusion_matrix": matrix.tolist(),
-    }
+from apps.common.errors import DataSourceError, UserError
+from apps.common.metrics import classification_report
 
 
 def evaluate_classifier(predict_probabilities, batches, class_names, output_dir, title=""):
@@ -66,22 +27,34 @@ def evaluate_classifier(predict_probabilities, batches, class_names, output_dir,
         true_labels.append(np.asarray(labels).reshape(-1))
         predicted_labels.append(np.argmax(probabilities, axis=-1).reshape(-1))
     if not true_labels:
-        raise SystemExit("nothing to evaluate: the data is empty")
+        raise DataSourceError("nothing to evaluate: the data is empty")
     report = classification_report(
         np.concatenate(true_labels), np.concatenate(predicted_labels), class_names
     )
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "evaluation.json"), "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2)
+    print(format_report(report))
+    write_report(report, output_dir)
     plots.plot_confusion_matrix(
         report["confusion_matrix"],
         [str(name) for name in class_names],
         os.path.join(output_dir, "confusion_matrix.png"),
         title=title or "confusion matrix",
     )
-    print(format_report(report))
-    print(f"wrote {output_dir}/evaluation.json and confusion_matrix.png")
+    print(f"wrote {output_dir}/confusion_matrix.png")
     return report
+
+
+def write_report(report, output_dir):
+    """Writes `evaluation.json` into `output_dir`; the figures were printed before this."""
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "evaluation.json"), "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+    except OSError as error:
+        raise UserError(
+            f"cannot write {output_dir}/evaluation.json ({error.strerror}); the metrics are "
+            "printed above; choose a writable --output-dir"
+        ) from None
+    print(f"wrote {output_dir}/evaluation.json")
 
 
 def format_report(report):
@@ -105,10 +78,8 @@ def evaluate_command(app, serving_model, arguments):
 
     The data section of the model's config is reused (columns, encoding, label names),
     with `--data`/`--file` replacing `data.source` and `key=value` overrides on top. A
-    file is evaluated whole: all of its splits together.
+    file is evaluated whole: all of its splits together (`App.whole_file_config`).
     """
-    import dataclasses
-
     from apps.common import config as config_lib
     from apps.common import training
 
@@ -118,21 +89,12 @@ def evaluate_command(app, serving_model, arguments):
     if source:
         overrides.insert(0, f"data.source={source}")
     config = config_lib.apply_overrides(config, overrides)
-    if arguments.file and "validation_fraction" in {
-        field.name for field in dataclasses.fields(config.data)
-    }:
-        # Nothing is carved off a file under evaluation; every row counts.
-        config = config_lib.apply_overrides(config, {"data.validation_fraction": 0.0})
+    if arguments.file:
+        config = app.whole_file_config(config)
     loaded = app.load_data(config)
-    for note in getattr(loaded, "notes", []) or []:
+    for note in loaded.notes:
         print(f"data: {note}")
-    known = serving_model.data_info.get("class_names")
-    found = loaded.info.get("class_names") if isinstance(loaded.info, dict) else None
-    if known is not None and found is not None and list(found) != list(known):
-        raise SystemExit(
-            f"{source or config.data.source}: classes {list(found)} differ from the model's "
-            f"{list(known)}; set data.label_names to the model's classes"
-        )
+    app.check_compatible(serving_model.data_info, loaded.info, source or config.data.source)
     if arguments.file:
         splits = list(loaded.splits.values())
         dataset = splits[0]
@@ -141,7 +103,7 @@ def evaluate_command(app, serving_model, arguments):
         name = os.path.splitext(os.path.basename(arguments.file))[0]
     else:
         if arguments.split not in loaded.splits:
-            raise SystemExit(
+            raise DataSourceError(
                 f"--split {arguments.split}: not in the data (splits: {sorted(loaded.splits)})"
             )
         dataset = loaded.splits[arguments.split]
@@ -152,5 +114,7 @@ def evaluate_command(app, serving_model, arguments):
         else ".",
         f"evaluation_{name}",
     )
-    batches, _ = training.make_batches(app, config, dataset, training=False)
-    return app.evaluate(serving_model.call, batches, serving_model.data_info, output_dir)
+    batches, _ = training.make_batches(
+        app, config, serving_model.data_info, dataset, training=False
+    )
+    return app.evaluate(serving_model, batches, output_dir)

@@ -23,14 +23,15 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from apps.common import batching, plots
 from apps.common import config as config_lib
-from apps.common import plots
+from apps.common.errors import ConfigError, DataSourceError, RunError
 
 BEST_MODEL = os.path.join("checkpoints", "best.keras")
 DATA_INFO = "data_info.json"
@@ -39,15 +40,13 @@ METRICS = "metrics.json"
 # Fault injection for tests and drills: kill the process (SIGKILL, no cleanup) at the end
 # of this 1-based epoch, exactly like an out-of-memory kill or a pre-empted machine.
 CRASH_AFTER_EPOCH_VARIABLE = "RNN_KERAS_CRASH_AFTER_EPOCH"
-# Lengths (in words) at which batches are cut when bucketing by length.
-BUCKET_BOUNDARIES = [8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 400, 512, 768]
 
 
 def make_optimizer(train_config):
     """Adam with the configured learning rate, optional clipping by global norm and EMA."""
     momentum = train_config.ema_momentum
     if momentum is not None and not 0.0 < momentum < 1.0:
-        raise config_lib.ConfigError(f"train.ema_momentum: must be in (0, 1), got {momentum!r}")
+        raise ConfigError(f"train.ema_momentum: must be in (0, 1), got {momentum!r}")
     return keras.optimizers.Adam(
         learning_rate=train_config.learning_rate,
         clipnorm=train_config.clipnorm,
@@ -56,57 +55,9 @@ def make_optimizer(train_config):
     )
 
 
-def make_batches(app, config, dataset, training, epochs=None, initial_epoch=0):
-    """Maps examples to `(inputs, targets)`, shuffles (training only) and batches.
-
-    With `train.bucket_by_length`, examples of similar length share a batch, so a
-    recurrent layer runs fewer padded steps; batch order stays random in training.
-
-    Args:
-        epochs, initial_epoch: with `epochs`, one stream holding epochs `initial_epoch`
-            to `epochs - 1`, each shuffled with `seed + epoch`: a resumed run gets
-            exactly the batches the uninterrupted run would have had (a tf.data shuffle
-            is not checkpointed). Without, one epoch that reshuffles on every pass.
-
-    Returns:
-        `(batches, batches_per_epoch)`.
-    """
-    train_config = config.train
-    # Cached in memory: later epochs skip reading and carving the tfds records again.
-    examples = dataset.map(app.to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    bucketing = train_config.bucket_by_length and app.example_length is not None
-    if bucketing:
-        per_epoch = _bucketed_batch_count(app, examples, train_config.batch_size)
-    else:
-        per_epoch = -(-_count(examples) // train_config.batch_size)
-    shuffle = training and train_config.shuffle_buffer > 1
-
-    def one_epoch(epoch):
-        seed = config.seed if epoch is None else config.seed + epoch
-        data = examples
-        if shuffle:
-            data = data.shuffle(train_config.shuffle_buffer, seed=seed)
-        if bucketing:
-            data = data.bucket_by_sequence_length(
-                element_length_func=lambda inputs, targets: app.example_length(inputs),
-                bucket_boundaries=BUCKET_BOUNDARIES,
-                bucket_batch_sizes=[train_config.batch_size] * (len(BUCKET_BOUNDARIES) + 1),
-            )
-            if shuffle:
-                data = data.shuffle(64, seed=seed)
-        else:
-            data = data.batch(train_config.batch_size)
-        return data
-
-    if epochs is None:
-        stream, count = one_epoch(None), per_epoch
-    else:
-        epoch_numbers = tf.data.Dataset.range(initial_epoch, epochs)
-        stream = epoch_numbers.flat_map(one_epoch)
-        count = per_epoch * max(epochs - initial_epoch, 0)
-    # Known, so progress bars show the epoch's length from the first epoch on.
-    stream = stream.apply(tf.data.experimental.assert_cardinality(count))
-    return stream.prefetch(tf.data.AUTOTUNE), per_epoch
+def make_batches(app, config, data_info, dataset, training, epochs=None, initial_epoch=0):
+    """`(batches, batches_per_epoch)` of one split; see `apps.common.batching.epoch_batches`."""
+    return batching.epoch_batches(app, config, data_info, dataset, training, epochs, initial_epoch)
 
 
 def _initial_epoch(backup_dir):
@@ -115,20 +66,6 @@ def _initial_epoch(backup_dir):
     if not os.path.exists(path):
         return 0
     return int(read_json(path).get("epoch", 0))
-
-
-def _bucketed_batch_count(app, dataset, batch_size):
-    """Batches per epoch of `bucket_by_sequence_length`: the same in every shuffled order.
-
-    Each bucket emits ceil(examples in it / batch_size) batches whatever the order.
-    """
-    lengths = np.fromiter(
-        dataset.map(lambda inputs, targets: app.example_length(inputs)).as_numpy_iterator(),
-        dtype=np.int64,
-    )
-    buckets = np.searchsorted(BUCKET_BOUNDARIES, lengths, side="right")
-    counts = np.bincount(buckets, minlength=len(BUCKET_BOUNDARIES) + 1)
-    return int(np.sum(-(-counts // batch_size)))
 
 
 def read_json(path):
@@ -173,10 +110,15 @@ def start_run(run_dir, config):
     A finished run is never overwritten, and an unfinished one resumes only with the
     config it started with.
     """
-    os.makedirs(run_dir, exist_ok=True)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as error:
+        raise RunError(f"cannot create the run directory {run_dir}: {error.strerror}") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise RunError(f"the run directory {run_dir} is not writable")
     resuming = os.path.isdir(os.path.join(run_dir, "backup"))
     if not resuming and os.path.exists(os.path.join(run_dir, METRICS)):
-        raise SystemExit(
+        raise RunError(
             f"{run_dir} holds a finished run ({METRICS}); choose another --run-dir to train "
             "again, or delete it"
         )
@@ -184,7 +126,7 @@ def start_run(run_dir, config):
     if resuming and os.path.exists(path):
         saved = read_json(path)
         if saved != config_lib.config_to_dict(config):
-            raise SystemExit(
+            raise RunError(
                 f"{run_dir} holds an unfinished run with a different config ({path}); "
                 "restart it with the same command or choose another --run-dir"
             )
@@ -204,7 +146,27 @@ def run_data_info(run_dir, resuming, describe):
     return data_info
 
 
-def _callbacks(app, config, run_dir, resuming):
+class ReseedEachEpoch(keras.callbacks.Callback):
+    """Sets every random seed state of the model (dropout, noise) from the seed and epoch.
+
+    A run killed after epoch k and resumed draws, from epoch k + 1 on, exactly the dropout
+    masks the uninterrupted run draws: BackupAndRestore restores weights and optimizer, and
+    this restores the randomness, which it does not save.
+    """
+
+    def __init__(self, seed):
+        super().__init__()
+        self.seed = int(seed)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        states = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+        for index, state in enumerate(states):
+            value = np.zeros(state.shape, dtype=state.dtype)
+            value.flat[0] = (self.seed * 1_000_003 + epoch * 7919 + index) % (2**31 - 1)
+            state.assign(value)
+
+
+def _callbacks(app, config, run_dir, resuming, data_info, validation_batches):
     mode = app.objective_direction
     checkpoint = keras.callbacks.ModelCheckpoint(
         os.path.join(run_dir, BEST_MODEL), monitor=app.objective, mode=mode, save_best_only=True
@@ -222,7 +184,10 @@ def _callbacks(app, config, run_dir, resuming):
         # Between the backup (training weights, EMA in the optimizer state) and the
         # checkpoint: validation and the best checkpoint see the averaged weights.
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    # Before the checkpoint and early stopping, so that a score they write is monitored.
+    callbacks += list(app.callbacks(config, data_info, validation_batches))
     callbacks += [
+        ReseedEachEpoch(config.seed),
         checkpoint,
         keras.callbacks.CSVLogger(os.path.join(run_dir, HISTORY), append=resuming),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
@@ -247,13 +212,16 @@ def load_splits(app, config):
             print(f"data: {note}")
     for split in ("train", "validation"):
         if split not in loaded.splits:
-            raise SystemExit(f"the data has no {split!r} split (splits: {sorted(loaded.splits)})")
+            raise DataSourceError(
+                f"the data has no {split!r} split (splits: {sorted(loaded.splits)})"
+            )
     return loaded
 
 
 def train(app, config, run_dir):
     """Trains `app` with `config` into `run_dir`; returns the metrics dict."""
     started = time.time()
+    app.check_config(config)
     resuming = start_run(run_dir, config)
     loaded = load_splits(app, config)
     data_info = run_data_info(run_dir, resuming, lambda: app.describe_data(config, loaded))
@@ -267,19 +235,24 @@ def train(app, config, run_dir):
     train_batches, per_epoch = make_batches(
         app,
         config,
+        data_info,
         loaded.splits["train"],
         training=True,
         epochs=config.train.epochs,
         initial_epoch=_initial_epoch(os.path.join(run_dir, "backup")),
     )
-    validation_batches, _ = make_batches(app, config, loaded.splits["validation"], training=False)
+    validation_batches, _ = make_batches(
+        app, config, data_info, loaded.splits["validation"], training=False
+    )
     fit_history = model.fit(
         train_batches,
         validation_data=validation_batches,
         epochs=config.train.epochs,
         steps_per_epoch=min(config.train.steps_per_epoch or per_epoch, per_epoch),
         shuffle=False,  # make_batches shuffles; fit cannot shuffle a tf.data pipeline.
-        callbacks=_callbacks(app, config, run_dir, resuming),
+        callbacks=_callbacks(app, config, run_dir, resuming, data_info, validation_batches),
+        # A progress bar per batch on a terminal; one line per epoch in a log file.
+        verbose="auto" if sys.stdout.isatty() else 2,
     )
     history = read_history(run_dir)
     losses = fit_history.history.get("loss", [])
@@ -288,13 +261,23 @@ def train(app, config, run_dir):
 
     best_path = os.path.join(run_dir, BEST_MODEL)
     if not os.path.exists(best_path):
-        raise SystemExit(f"training produced no checkpoint in {best_path} (loss was not finite?)")
+        raise RunError(f"training produced no checkpoint in {best_path} (loss was not finite?)")
     best_model = keras.saving.load_model(best_path)
     evaluation = best_model.evaluate(validation_batches, return_dict=True, verbose=0)
+    best_epoch = _best_epoch(app, history)
+    scores = {key: float(value) for key, value in evaluation.items()}
+    if best_epoch is not None:
+        # Scores computed by app callbacks (e.g. entity F1) exist only in the history.
+        rows = [row for row in history if int(row.get("epoch", -1)) == best_epoch - 1]
+        best_row = rows[-1] if rows else {}
+        for key, value in best_row.items():
+            if key.startswith("val_") and key.removeprefix("val_") not in scores:
+                scores[key.removeprefix("val_")] = value
     metrics = {
-        "validation": {key: float(value) for key, value in evaluation.items()},
+        "validation": scores,
+        "objective": {"name": app.objective, "direction": app.objective_direction},
         "epochs_completed": len(history),
-        "best_epoch": _best_epoch(app, history),
+        "best_epoch": best_epoch,
         "terminated_on_nan": terminated_on_nan,
         "train_examples": _count(loaded.splits["train"]),
         "validation_examples": _count(loaded.splits["validation"]),
@@ -345,7 +328,7 @@ def read_run_data_info(run_dir):
     """The data_info.json of a finished run directory; a clear error when it is not one."""
     path = os.path.join(run_dir, DATA_INFO)
     if not os.path.exists(path):
-        raise SystemExit(f"{run_dir} is not a finished run directory: {path} is missing")
+        raise RunError(f"{run_dir} is not a finished run directory: {path} is missing")
     return read_json(path)
 
 
@@ -355,10 +338,9 @@ def load_run(app, run_dir):
     config_path = os.path.join(run_dir, config_lib.CONFIG_FILENAME)
     for path in (config_path, best_path, os.path.join(run_dir, DATA_INFO)):
         if not os.path.exists(path):
-            raise SystemExit(f"{run_dir} is not a finished run directory: {path} is missing")
+            raise RunError(f"{run_dir} is not a finished run directory: {path} is missing")
     config = config_lib.load_config_file(app.config_class, config_path)
-    if app.register_layers:
-        app.register_layers()
+    app.register_layers()
     model = keras.saving.load_model(best_path)
     return model, config, read_json(os.path.join(run_dir, DATA_INFO))
 
@@ -380,7 +362,7 @@ def initialize_from_run(app, model, data_info, run_dir):
         except ValueError:
             fresh.append(layer.name)
             continue
-        if app.transfer_layer and app.transfer_layer(layer, source_layer, data_info, source_info):
+        if app.transfer_layer(layer, source_layer, data_info, source_info):
             copied.append(layer.name)
         elif [w.shape for w in layer.weights] == [w.shape for w in source_layer.weights]:
             layer.set_weights(source_layer.get_weights())
@@ -401,7 +383,7 @@ def freeze_layers(model, names):
     known = [layer.name for layer in model.layers if layer.weights]
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise config_lib.ConfigError(
+        raise ConfigError(
             f"train.frozen_layers: no layer with weights named {', '.join(map(repr, unknown))}"
             f" (layers: {', '.join(known)})"
         )

@@ -19,6 +19,7 @@ import keras_tuner
 
 from apps.common import config as config_lib
 from apps.common import training
+from apps.common.errors import ConfigError, RunError
 
 BEST_CONFIG = "best_config.json"
 # The best trial's trained model as a run directory: evaluate, export and predict take it.
@@ -61,7 +62,7 @@ def fixed_hyperparameters(app, config):
     searched = app.search_space(probe)
     unknown = [key for key in config.tune.fixed if key not in searched]
     if unknown:
-        raise config_lib.ConfigError(
+        raise ConfigError(
             f"tune.fixed: {', '.join(map(repr, unknown))} not in the search space "
             f"({', '.join(searched)})"
         )
@@ -91,7 +92,7 @@ def make_tuner(hypermodel, app, tune_config, directory, seed, hyperparameters=No
     if tune_config.tuner == "bayesian":
         if importlib.util.find_spec("scipy") is None:
             # keras-tuner's Gaussian process needs scipy, which this project does not depend on.
-            raise SystemExit(
+            raise ConfigError(
                 "tune.tuner=bayesian needs scipy: pip install 'keras-tuner[bayesian]' "
                 "(or use tune.tuner=random or hyperband)"
             )
@@ -139,6 +140,7 @@ def format_table(rows):
 def tune(app, config, directory):
     """Runs (or continues) the search in `directory`; returns the path of the best config."""
     tune_config = config.tune
+    app.check_config(config)
     os.makedirs(directory, exist_ok=True)
     config_lib.save_config(config, os.path.join(directory, "base_config.json"))
     loaded = training.load_splits(app, config)
@@ -148,9 +150,11 @@ def tune(app, config, directory):
         hypermodel, app, tune_config, directory, config.seed, fixed_hyperparameters(app, config)
     )
     tuner.search_space_summary()
-    train_batches, _ = training.make_batches(app, config, loaded.splits["train"], training=True)
+    train_batches, _ = training.make_batches(
+        app, config, data_info, loaded.splits["train"], training=True
+    )
     validation_batches, _ = training.make_batches(
-        app, config, loaded.splits["validation"], training=False
+        app, config, data_info, loaded.splits["validation"], training=False
     )
     # make_batches shuffles; fit cannot shuffle a tf.data pipeline.
     search_arguments = dict(validation_data=validation_batches, verbose=1, shuffle=False)
@@ -158,16 +162,20 @@ def tune(app, config, directory):
         search_arguments["epochs"] = tune_config.epochs
     if config.train.steps_per_epoch:
         search_arguments["steps_per_epoch"] = config.train.steps_per_epoch
+    callbacks = []
     if config.train.ema_momentum is not None:
         # Trials are scored with the averaged weights, as `train` scores its epochs.
-        search_arguments["callbacks"] = [keras.callbacks.SwapEMAWeights()]
+        callbacks.append(keras.callbacks.SwapEMAWeights())
+    # The app's own scores (e.g. entity F1), which may be the objective.
+    callbacks += list(app.callbacks(config, data_info, validation_batches))
+    search_arguments["callbacks"] = callbacks
     tuner.search(train_batches, **search_arguments)
 
     rows = summary_rows(tuner, app)
     print(format_table(rows))
     best_trials = tuner.oracle.get_best_trials(num_trials=1)
     if not best_trials:
-        raise SystemExit(f"no trial in {directory} finished with a score for {app.objective}")
+        raise RunError(f"no trial in {directory} finished with a score for {app.objective}")
     best = best_trials[0]
     best_config = hypermodel.config_for(best.hyperparameters)
     path = config_lib.save_config(best_config, os.path.join(directory, BEST_CONFIG))

@@ -31,7 +31,6 @@ for example in data.splits["train"].take(1):
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -42,24 +41,27 @@ import tensorflow_datasets as tfds
 from apps.common.data import (
     SPLIT_ALIASES,
     DataError,
+    DataSourceError,
     LoadedData,
-    carve_validation,
     check_encoding,
     files_fingerprint,
     find_split_files,
-    limit_examples,
+    is_catalog_name,  # noqa: F401 (re-exported: part of this module's interface)
     load_catalog_builder,
+    load_source,
     prepare_local_files,
     read_table,
     read_text_file,
     resolve_data_dir,
 )
+from apps.common.errors import ConfigError
 from apps.sentiment.config import FORMATS, SentimentDataConfig
 
 BUILDER_NAME = "sentiment_files"
 BINARY_CLASS_NAMES = ["negative", "positive"]
 # Common spellings of the two sentiment classes in files and folder names.
 _SPELLINGS = {"negative": {"0", "neg", "negative"}, "positive": {"1", "pos", "positive"}}
+_ALL_SPELLINGS = set().union(*_SPELLINGS.values())
 _TEXT_COLUMNS = ("text", "sentence", "review", "content")
 _LABEL_COLUMNS = ("label", "sentiment", "polarity")
 _UNLABELLED_FOLDERS = {"unsup", "unsupervised", "unlabeled", "unlabelled"}
@@ -105,57 +107,54 @@ def load(config: SentimentDataConfig) -> LoadedData:
     """Loads the splits described by `config`; see the module docstring.
 
     Raises:
-        ValueError: a config field is invalid (named as `data.<field>`).
+        ConfigError: a config field is invalid (named as `data.<field>`).
         DataError: a local file is malformed (names file, line and problem).
+        DataSourceError: the source does not exist or holds no examples.
         CatalogUnavailableError: a catalog dataset is not prepared and the machine is offline.
     """
     _check_config(config)
-    notes: list[str] = []
-    if is_catalog_name(config.source):
-        splits, info, is_imdb = _load_catalog(config, notes)
-    else:
-        splits, info, is_imdb = _load_local(config, notes)
-    if "validation" not in splits and config.validation_fraction > 0:
-        splits["train"], splits["validation"], note = carve_validation(
-            splits["train"], config.validation_fraction, config.seed
-        )
-        notes.append(note)
-    elif "validation" not in splits:
-        notes.append("validation: none (the source has none and validation_fraction is 0)")
-    if _wants_html_stripped(config.strip_html, is_imdb):
+    found = {}
+
+    def read_catalog(notes):
+        splits, info, found["is_imdb"] = _load_catalog(config, notes)
+        return splits, info
+
+    def read_local(notes):
+        splits, info, found["is_imdb"] = _load_local(config, notes)
+        return splits, info
+
+    def strip_html(splits, info, notes):
+        if not _wants_html_stripped(config.strip_html, found["is_imdb"]):
+            return splits
         notes.append("html: tags such as <br /> replaced by a space")
-        splits = {name: dataset.map(_strip_html) for name, dataset in splits.items()}
-    order = [name for name in ("train", "validation", "test") if name in splits]
-    ordered = {name: splits[name] for name in order}
-    splits, sizes = limit_examples(ordered, config.max_examples, notes)
-    info["num_examples"] = sizes
-    return LoadedData(splits=splits, info=info, notes=notes)
+        return {name: dataset.map(_strip_html) for name, dataset in splits.items()}
 
-
-def is_catalog_name(source: str) -> bool:
-    """True when `source` is no existing path and reads as a tfds name like `glue/sst2:2.0.0`."""
-    if not source or os.path.exists(source):
-        return False
-    name = source.split(":")[0]
-    return all(part and part.replace("_", "").isalnum() for part in name.split("/")) and (
-        name.count("/") <= 1 and name == name.lower()
+    return load_source(
+        config.source,
+        read_catalog=read_catalog,
+        read_local=read_local,
+        validation_fraction=config.validation_fraction,
+        validation_strategy="random",
+        seed=config.seed,
+        max_examples=config.max_examples,
+        transform=strip_html,
     )
 
 
 def _check_config(config: SentimentDataConfig) -> None:
     if config.format not in FORMATS:
-        raise ValueError(f"data.format: {config.format!r} is not one of {', '.join(FORMATS)}")
+        raise ConfigError(f"data.format: {config.format!r} is not one of {', '.join(FORMATS)}")
     if not 0 <= config.validation_fraction < 1:
-        raise ValueError(f"data.validation_fraction: {config.validation_fraction} not in [0, 1)")
+        raise ConfigError(f"data.validation_fraction: {config.validation_fraction} not in [0, 1)")
     if config.max_examples < 0:
-        raise ValueError(f"data.max_examples: {config.max_examples} is negative")
+        raise ConfigError(f"data.max_examples: {config.max_examples} is negative")
     names = list(config.label_names or [])
     if len(set(names)) != len(names):
-        raise ValueError(f"data.label_names: {config.label_names} repeats a name")
+        raise ConfigError(f"data.label_names: {config.label_names} repeats a name")
     try:
         check_encoding(config.encoding)
     except ValueError as error:
-        raise ValueError(f"data.encoding: {error}") from None
+        raise ConfigError(f"data.encoding: {error}") from None
     _wants_html_stripped(config.strip_html, False)
 
 
@@ -167,7 +166,7 @@ def _wants_html_stripped(value, is_imdb: bool) -> bool:
         return True
     if text in ("false", "no", "0", "off"):
         return False
-    raise ValueError(f"data.strip_html: {value!r} is not one of auto, true, false")
+    raise ConfigError(f"data.strip_html: {value!r} is not one of auto, true, false")
 
 
 def _strip_html(example):
@@ -185,13 +184,36 @@ def match_label(raw: str, names: list[str]) -> int | None:
     return None
 
 
-def infer_class_names(raw_labels: set[str]) -> list[str]:
-    """Class names for labels seen in files: binary sentiment, integers in order, or sorted."""
+def infer_class_names(raw_labels, where=None) -> list[str]:
+    """Class names for the labels seen in files, when `data.label_names` does not fix them.
+
+    The rule: the labels must be (a) spellings of the two sentiment classes (0/1, neg/pos,
+    negative/positive), (b) integers only, which become classes "0", "1", ..., or (c) names
+    only (no integer among them), sorted. A mix, e.g. `maybe` among 0 and 1, is a typo
+    far more often than a third class, so it is an error naming where the odd label is;
+    set `data.label_names` to accept it.
+
+    Args:
+        raw_labels: the distinct labels.
+        where: optional `label -> (path, line)` of each label's first occurrence.
+    """
     lowered = {label.strip().lower() for label in raw_labels}
     if lowered <= set().union(*_SPELLINGS.values()):
         return list(BINARY_CLASS_NAMES)
     if all(label.isdigit() for label in lowered):
         return [str(number) for number in sorted({int(label) for label in lowered})]
+    numeric = sorted(label for label in raw_labels if label.strip().isdigit())
+    spelled = [label for label in raw_labels if label.strip().lower() in _ALL_SPELLINGS]
+    odd = [label for label in raw_labels if label not in spelled and label not in numeric]
+    if numeric or len(spelled) and odd:
+        label = sorted(odd)[0] if odd else sorted(raw_labels)[0]
+        path, line = (where or {}).get(label, ("data.source", 0))
+        raise DataError(
+            path,
+            line,
+            f"label {label!r} does not fit the other labels ({', '.join(sorted(raw_labels))});"
+            " set data.label_names to the classes in order if it is meant as a class",
+        )
     return sorted({label.strip() for label in raw_labels})
 
 
@@ -215,14 +237,16 @@ def _load_catalog(config: SentimentDataConfig, notes: list[str]):
     label_key = config.label_column or entry.label_key
     for key in (text_key, label_key):
         if key not in features:
-            raise ValueError(f"{config.source} has no feature {key!r}; features: {list(features)}")
+            raise DataSourceError(
+                f"{config.source} has no feature {key!r}; features: {list(features)}"
+            )
     catalog_names = list(features[label_key].names)
     class_names = list(config.label_names or []) or infer_class_names(set(catalog_names))
     remap = []
     for catalog_name in catalog_names:
         index = match_label(catalog_name, class_names)
         if index is None:
-            raise ValueError(f"{config.source}: class {catalog_name!r} not in {class_names}")
+            raise DataSourceError(f"{config.source}: class {catalog_name!r} not in {class_names}")
         remap.append(index)
     remap = tf.constant(remap, tf.int64)
 
@@ -248,7 +272,7 @@ def _generic_entry(builder: tfds.core.DatasetBuilder, config) -> CatalogEntry:
     text_key = config.text_column or (texts[0] if len(texts) == 1 else "")
     label_key = config.label_column or (labels[0] if len(labels) == 1 else "")
     if not text_key or not label_key:
-        raise ValueError(
+        raise DataSourceError(
             f"{config.source}: set data.text_column and data.label_column; features: "
             f"{list(features)}"
         )
@@ -267,11 +291,11 @@ def _plan_sources(config: SentimentDataConfig) -> list[_SplitSource]:
     """Finds the files of each split under `config.source`."""
     root = Path(config.source)
     if not root.exists():
-        raise FileNotFoundError(f"data.source: {config.source} does not exist")
+        raise DataSourceError(f"data.source: {config.source} does not exist")
     forced = {"csv": ",", "tsv": "\t"}.get(config.format)
     if root.is_file():
         if config.format == "folders":
-            raise ValueError(f"data.format: folders needs a directory, {root} is a file")
+            raise DataSourceError(f"data.format: folders needs a directory, {root} is a file")
         return [_SplitSource("train", root, forced or _delimiter(root))]
     if config.format != "folders":
         suffixes = (".csv", ".tsv", ".tab") if forced is None else (".csv", ".tsv", ".tab", ".txt")
@@ -279,20 +303,24 @@ def _plan_sources(config: SentimentDataConfig) -> list[_SplitSource]:
         if files:
             return [_SplitSource(s, p, forced or _delimiter(p)) for s, p in files.items()]
         if forced:
-            raise ValueError(f"{root}: no split files (train.*, dev.*, test.*) for format {forced}")
+            raise DataSourceError(
+                f"{root}: no split files (train.*, dev.*, test.*) for format {forced}"
+            )
     folders = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
     split_folders = [p for p in folders if p.name.lower() in SPLIT_ALIASES]
     if split_folders:
         return [_SplitSource(SPLIT_ALIASES[p.name.lower()], p, None) for p in split_folders]
     if not folders:
-        raise ValueError(f"{root}: no split files (train.csv, dev.tsv, ...) and no class folders")
+        raise DataSourceError(
+            f"{root}: no split files (train.csv, dev.tsv, ...) and no class folders"
+        )
     return [_SplitSource("train", root, None)]
 
 
 def _delimiter(path: Path) -> str:
     delimiter = _DELIMITERS.get(path.suffix.lower())
     if delimiter is None:
-        raise ValueError(f"{path}: cannot tell CSV from TSV by the suffix; set data.format")
+        raise DataSourceError(f"{path}: cannot tell CSV from TSV by the suffix; set data.format")
     return delimiter
 
 
@@ -354,16 +382,18 @@ def _local_plan(sources: list[_SplitSource], config: SentimentDataConfig, timing
     def plan():
         started = time.perf_counter()
         raw_labels: set[str] = set()
+        where: dict[str, tuple] = {}
         for source in sources:
             for _, path, line, _, raw in _raw_examples(source, config):
+                where.setdefault(raw, (path, line))
                 if config.label_names and match_label(raw, config.label_names) is None:
                     raise DataError(
                         path, line, f"unknown label {raw!r}; label_names are {config.label_names}"
                     )
                 raw_labels.add(raw)
         if not raw_labels:
-            raise ValueError(f"data.source: {config.source} holds no examples")
-        class_names = list(config.label_names or []) or infer_class_names(raw_labels)
+            raise DataSourceError(f"data.source: {config.source} holds no examples")
+        class_names = list(config.label_names or []) or infer_class_names(raw_labels, where)
         timings["checked_s"] = time.perf_counter() - started
 
         def examples(source: _SplitSource) -> Callable[[], Iterator[tuple[str, dict]]]:

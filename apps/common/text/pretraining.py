@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from apps.common import config as config_lib
 from apps.common import plots, training
+from apps.common.errors import ConfigError, RunError
 
 PADDING_AND_UNKNOWN = 2
 UNKNOWN_ID = 1
@@ -107,36 +107,36 @@ def _mean_of_predictions(unused_targets, losses):
     return ops.mean(losses)
 
 
-def encoder_layers(model):
-    """The `embedding` layer and the `recurrent_<index>` layers of an app's model, in order."""
-    try:
-        embedding = model.get_layer("embedding")
-    except ValueError:
-        raise config_lib.ConfigError("pretrain: the model has no layer named 'embedding'") from None
-    recurrent = [layer for layer in model.layers if layer.name.startswith("recurrent_")]
-    if not recurrent:
-        raise config_lib.ConfigError("pretrain: the model has no 'recurrent_<index>' layers")
+def encoder_layers(app, model):
+    """The embedding layer and the recurrent layers of an app's model, as the app declares.
+
+    `app.layer_roles(model)` names them (`{"embedding": layer, "encoder": [layers]}`).
+    """
+    roles = app.layer_roles(model)
+    embedding, recurrent = roles.get("embedding"), list(roles.get("encoder") or [])
+    if embedding is None or not recurrent:
+        raise ConfigError(f"pretrain: the {app.name} model declares no embedding and encoder")
     bidirectional = [isinstance(layer, keras.layers.Bidirectional) for layer in recurrent]
     if any(bidirectional) and len(recurrent) > 1:
         # The second layer reads both directions of the first, so each direction
         # would see the very word it is asked to predict.
-        raise config_lib.ConfigError(
+        raise ConfigError(
             "pretrain: a bidirectional encoder can be pretrained with model.num_layers=1 only"
             f" (it has {len(recurrent)} layers)"
         )
     if any(bidirectional) and recurrent[0].merge_mode != "concat":
-        raise config_lib.ConfigError("pretrain: a bidirectional encoder must concatenate")
+        raise ConfigError("pretrain: a bidirectional encoder must concatenate")
     return embedding, recurrent, any(bidirectional)
 
 
-def build_language_model(model, pretrain_config):
+def build_language_model(app, model, pretrain_config):
     """A model of `(batch, window + 2)` word ids -> per-word losses, sharing `model`'s layers.
 
     Position `t` of the window's middle reads words up to `t` (forward direction)
     and predicts word `t + 1`; the backward direction reads words from `t` on and
     predicts word `t - 1`. Output: `(batch, window, directions)` losses.
     """
-    embedding, recurrent, bidirectional = encoder_layers(model)
+    embedding, recurrent, bidirectional = encoder_layers(app, model)
     window = pretrain_config.window
     words = keras.Input((window + 2,), dtype="int32", name="words")
     states = embedding(words[:, 1 : window + 1])
@@ -185,7 +185,7 @@ def word_windows(documents, vocabulary, window):
     )
     count = (len(stream) - 2) // window
     if count < 2:
-        raise config_lib.ConfigError(
+        raise ConfigError(
             f"pretrain: the text holds {len(stream):,} words, too few for two windows of"
             f" {window} (set pretrain.window lower)"
         )
@@ -195,7 +195,7 @@ def word_windows(documents, vocabulary, window):
 
 def pretrain(app, config, sources, run_dir):
     """Pretrains `app`'s encoder on the train text of `sources`; writes a finished run."""
-    from apps.common import word_vectors
+    from apps.common.text import word_vectors
 
     started = time.time()
     resuming = training.start_run(run_dir, config)
@@ -204,10 +204,9 @@ def pretrain(app, config, sources, run_dir):
     data_info = training.run_data_info(
         run_dir,
         resuming,
-        lambda: {
-            "class_names": list(info["class_names"]),
-            "vocabulary": corpus_vocabulary(documents, config.model.max_tokens - 2),
-        },
+        lambda: app.vocabulary_data_info(
+            info, corpus_vocabulary(documents, config.model.max_tokens - 2)
+        ),
     )
     windows = word_windows(documents, data_info["vocabulary"], settings.window)
     # A fixed held-out set of windows, drawn with the run's seed.
@@ -223,7 +222,7 @@ def pretrain(app, config, sources, run_dir):
 
     keras.utils.set_random_seed(config.seed)
     model = app.build_model(config, data_info)
-    language_model = build_language_model(model, settings)
+    language_model = build_language_model(app, model, settings)
     train_batches = (
         tf.data.Dataset.from_tensor_slices((train, np.zeros(len(train), np.float32)))
         .shuffle(len(train), seed=config.seed, reshuffle_each_iteration=True)
@@ -249,7 +248,7 @@ def pretrain(app, config, sources, run_dir):
     plots.plot_training_curves(history, os.path.join(run_dir, "training_curves.png"))
     validation_loss = float(language_model.evaluate(validation_batches, verbose=0))
     if not math.isfinite(validation_loss):
-        raise SystemExit(f"pretraining diverged (held-out loss {validation_loss})")
+        raise RunError(f"pretraining diverged (held-out loss {validation_loss})")
     metrics = {
         "language_model": {
             "validation_loss": validation_loss,

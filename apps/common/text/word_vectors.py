@@ -25,8 +25,10 @@ import os
 
 import numpy as np
 
+from apps.common.errors import UserError
 
-class WordVectorsError(ValueError):
+
+class WordVectorsError(UserError, ValueError):
     """A word vectors file that cannot be used; the message names the file and line."""
 
 
@@ -238,8 +240,6 @@ def vectors_command(app, arguments):
     """`python -m apps.<app> vectors`: learns word vectors from the app's data, writes them."""
     import time
 
-    if app.tokens_of is None:
-        raise SystemExit(f"the {app.name} app reads no words, so it has no word vectors")
     from apps.common import config as config_lib
 
     started = time.time()
@@ -264,5 +264,5 @@ def vectors_command(app, arguments):
         f"wrote {len(words):,} word vectors of {arguments.dim} values to {arguments.output}"
         f" in {time.time() - started:.0f} s; nearest words:"
     )
-    for word in [word for word in ("good", "bad", "boring", "funny") if word in words]:
+    for word in [word for word in arguments.probe_words if word in words]:
         print(f"  {word}: {', '.join(nearest_words(words, vectors, word))}")
