@@ -24,16 +24,40 @@ TARGETS = RNG.integers(0, 7, size=(2, 4)).astype("int32")
 START, END = 1, 2
 
 
-def _decoder(style, attention, cell="lstm", vocab_size=7, **kwargs):
-    cell = cells.make_cell(cell, 8, recurrent_initializer="glorot_uniform")
-    attention = {"bahdanau": lambda: BahdanauAttention(5), "luong": LuongAttention}.get(
-        attention, lambda: None
-    )()
+ATTENTIONS = {
+    "bahdanau": lambda: BahdanauAttention(5, normalize=True),
+    "luong": lambda: LuongAttention("general", scale=True),
+    "luong_concat": lambda: LuongAttention("concat", units=5, scale=True),
+}
+# Scalars that multiply a score: random around 1.7, away from their initial value.
+SCALARS = ("scale", "attention_g")
+
+
+def _randomize_decoder(decoder, rng):
+    """Assigns random values to every trainable weight of a built decoder.
+
+    Biases, the normalisation bias and Luong's scale start at 0 or 1, where a formula that
+    drops or inverts them gives the same numbers; the output projection gets a larger
+    spread so that the output distributions are sharp and a wrong search picks other tokens.
+    """
+    for variable in decoder.trainable_weights:
+        name = variable.path.split("/")[-1]
+        shape = tuple(variable.shape)
+        if name in SCALARS:
+            value = 1.7 + 0.2 * rng.standard_normal(shape)
+        elif "output_projection" in variable.path:
+            value = 1.5 * rng.standard_normal(shape)
+        else:
+            value = 0.5 * rng.standard_normal(shape)
+        variable.assign(value.astype(variable.dtype))
+
+
+def _decoder(style, attention, cell="lstm", vocab_size=7, seed=0, **kwargs):
+    cell = cells.make_cell(cell, 8)
+    attention = ATTENTIONS[attention]() if attention else None
     decoder = AttentionDecoder(cell, vocab_size, 4, attention=attention, style=style, **kwargs)
     decoder.build(TARGETS.shape, MEMORY.shape)
-    # Sharper output distributions make the searches disagree when they are wrong.
-    kernel = decoder.output_projection.kernel
-    kernel.assign(np.asarray(kernel) * 4.0)
+    _randomize_decoder(decoder, np.random.default_rng(seed))
     return decoder
 
 
@@ -41,7 +65,7 @@ CONFIGURATIONS = [
     ("bahdanau", "bahdanau", "lstm"),
     ("bahdanau", "bahdanau", "gru"),
     ("luong", "luong", "lstm"),
-    ("luong", "luong", "elman"),
+    ("luong", "luong_concat", "elman"),
     ("luong", None, "gru"),
 ]
 
@@ -117,6 +141,35 @@ def test_scheduled_sampling():
     second = decoder(other_targets, MEMORY, memory_mask=MEMORY_MASK, training=True)
     np.testing.assert_allclose(np.asarray(first), np.asarray(second), atol=1e-6)
     assert not np.allclose(np.asarray(first)[:, 1:], np.asarray(teacher)[:, 1:], atol=1e-3)
+
+
+def test_scheduled_sampling_feeds_the_start_token_at_the_first_step():
+    # With p = 1 every later step is sampled; the first must still read the start token.
+    decoder = _decoder("bahdanau", "bahdanau", "gru", sampling_probability=1.0)
+    teacher = np.asarray(decoder(TARGETS, MEMORY, memory_mask=MEMORY_MASK))
+    for seed in (5, 6, 7):
+        keras.utils.set_random_seed(seed)
+        sampled = decoder(TARGETS, MEMORY, memory_mask=MEMORY_MASK, training=True)
+        np.testing.assert_allclose(np.asarray(sampled)[:, 0], teacher[:, 0], atol=1e-6)
+
+
+def test_scheduled_sampling_feeds_the_previous_steps_prediction():
+    """With p = 1 and outputs so sharp that Gumbel noise (< 19.4 apart) cannot move the argmax,
+    the tokens fed are the model's own greedy tokens, whatever the ground truth says."""
+    decoder = _decoder("luong", "luong", "lstm", sampling_probability=1.0, seed=1)
+    for variable in decoder.output_projection.weights:
+        variable.assign(np.asarray(variable) * 100.0)
+    inputs = np.full((2, 1), START, "int32")
+    for _ in range(TARGETS.shape[1] - 1):
+        last = np.asarray(decoder(inputs, MEMORY, memory_mask=MEMORY_MASK))[:, -1]
+        top_two = np.sort(last, axis=-1)[:, -2:]
+        assert np.all(top_two[:, 1] - top_two[:, 0] > 20.0), top_two
+        inputs = np.concatenate([inputs, last.argmax(-1)[:, None]], axis=1).astype("int32")
+    truth = np.concatenate([inputs[:, :1], (inputs[:, 1:] + 1) % 7], axis=1)
+    expected = np.asarray(decoder(inputs, MEMORY, memory_mask=MEMORY_MASK))
+    keras.utils.set_random_seed(1)
+    sampled = decoder(truth, MEMORY, memory_mask=MEMORY_MASK, training=True)
+    np.testing.assert_allclose(np.asarray(sampled), expected, rtol=1e-5, atol=1e-3)
 
 
 def _log_probability(decoder, sequence, memory, memory_mask):
@@ -226,6 +279,11 @@ def test_seq2seq_keras_file_and_saved_model_round_trip(tmp_path):
     target_in = RNG.integers(3, 9, size=(3, 4)).astype("int32")
     model = Seq2Seq(9, 9, embedding_dim=6, units=8, cell="gru", encoder_layers=2,
                     bidirectional=True, attention="luong")  # fmt: skip
+    model((source, target_in))
+    # Random weights everywhere, so that a weight the round trip loses changes the numbers.
+    rng = np.random.default_rng(12)
+    for variable in model.trainable_weights:
+        variable.assign((0.3 * rng.standard_normal(tuple(variable.shape))).astype(variable.dtype))
     expected_logits = model((source, target_in))
     model.save(tmp_path / "seq2seq.keras")
     reloaded = keras.models.load_model(tmp_path / "seq2seq.keras")
@@ -238,3 +296,98 @@ def test_seq2seq_keras_file_and_saved_model_round_trip(tmp_path):
     expected = model.beam_search(source[:, :5], 5, 3, 0.6)
     for key in ("tokens", "scores", "lengths", "alignments"):
         np.testing.assert_allclose(exported[key], np.asarray(expected[key]), atol=1e-5)
+
+
+# Memory rows with 5, 2 and 3 real positions, large random values at the padded ones.
+PADDED_LENGTHS = np.array([5, 2, 3])
+PADDED_MASK = np.arange(5)[None] < PADDED_LENGTHS[:, None]
+
+
+def _padded_memory(seed):
+    rng = np.random.default_rng(seed)
+    memory = rng.normal(size=(3, 5, 6))
+    garbage = 10.0 * rng.normal(size=memory.shape)
+    return np.where(PADDED_MASK[..., None], memory, garbage).astype("float32")
+
+
+def _brute_force_log_probs(decoder, hypotheses, memory, state, max_length):
+    """log P of every hypothesis, teacher-forced, against one example's memory and state."""
+    count = len(hypotheses)
+    inputs = np.full((count, max_length), START, "int32")
+    for i, sequence in enumerate(hypotheses):
+        inputs[i, 1 : len(sequence)] = sequence[:-1]
+    repeat = lambda x: np.repeat(x, count, axis=0)  # noqa: E731
+    logits = decoder(inputs, repeat(memory), initial_state=[repeat(s) for s in state])
+    log_probs = np.asarray(ops.log_softmax(logits, axis=-1))
+    return np.array(
+        [
+            sum(log_probs[i, t, token] for t, token in enumerate(sequence))
+            for i, sequence in enumerate(hypotheses)
+        ]
+    )
+
+
+def _brute_force_greedy(decoder, memory, state, max_length):
+    sequence, log_prob = [], 0.0
+    while len(sequence) < max_length and END not in sequence:
+        inputs = np.array([[START, *sequence]], "int32")
+        logits = decoder(inputs, memory, initial_state=state)
+        log_probs = np.asarray(ops.log_softmax(logits, axis=-1))[0, -1]
+        sequence.append(int(np.argmax(log_probs)))
+        log_prob += log_probs[sequence[-1]]
+    return sequence, log_prob
+
+
+@pytest.mark.parametrize(
+    "style,attention,cell,length_penalty",
+    [("bahdanau", "bahdanau", "lstm", 1.5), ("luong", "luong", "gru", 0.0)],
+)
+def test_searches_over_padded_memory_equal_brute_force(style, attention, cell, length_penalty):
+    """Each example of a padded batch, searched together with random initial states, equals
+    the brute force over that example's unpadded memory alone; a beam at least as wide as
+    the number of outputs ranks every output exactly; values at padding change nothing."""
+    vocab_size, max_length = 4, 3
+    decoder = _decoder(style, attention, cell, vocab_size=vocab_size, seed=2)
+    rng = np.random.default_rng(4)
+    state = [rng.normal(size=(3, size)).astype("float32") for size in decoder.state_sizes]
+    memory = _padded_memory(8)
+    hypotheses = list(_hypotheses(vocab_size, max_length))
+    penalties = np.array([((5.0 + len(h)) / 6.0) ** length_penalty for h in hypotheses])
+
+    def searches(memory):
+        beam = beam_search(decoder, memory, START, END, max_length, 48, length_penalty,
+                           PADDED_MASK, state)  # fmt: skip
+        greedy = greedy_search(decoder, memory, START, END, max_length, PADDED_MASK, state)
+        return {key: np.asarray(value) for key, value in beam.items()}, {
+            key: np.asarray(value) for key, value in greedy.items()
+        }
+
+    beam, greedy = searches(memory)
+    for b, valid in enumerate(PADDED_LENGTHS):
+        row_memory, row_state = memory[b : b + 1, :valid], [s[b : b + 1] for s in state]
+        log_probs = _brute_force_log_probs(decoder, hypotheses, row_memory, row_state, max_length)
+        order = np.argsort(-log_probs / penalties, kind="stable")
+        count = len(hypotheses)
+        np.testing.assert_allclose(
+            beam["scores"][b, :count], (log_probs / penalties)[order], rtol=1e-4, atol=1e-5
+        )
+        np.testing.assert_allclose(beam["log_probs"][b, :count], log_probs[order], rtol=1e-4)
+        assert np.all(beam["scores"][b, count:] < -1e6)  # nothing else exists
+        for rank in range(3):
+            best = hypotheses[order[rank]]
+            assert beam["lengths"][b, rank] == len(best)
+            assert tuple(beam["tokens"][b, rank, : len(best)]) == best
+            np.testing.assert_array_equal(beam["tokens"][b, rank, len(best) :], END)
+        sequence, log_prob = _brute_force_greedy(decoder, row_memory, row_state, max_length)
+        assert greedy["lengths"][b] == len(sequence)
+        assert list(greedy["tokens"][b, : len(sequence)]) == sequence
+        np.testing.assert_array_equal(greedy["tokens"][b, len(sequence) :], END)
+        np.testing.assert_allclose(greedy["log_probs"][b], log_prob, rtol=1e-4)
+        # The padded memory positions get no attention.
+        np.testing.assert_array_equal(beam["alignments"][b, ..., valid:], 0.0)
+        np.testing.assert_array_equal(greedy["alignments"][b, :, valid:], 0.0)
+    other_memory = np.where(PADDED_MASK[..., None], memory, _padded_memory(9)).astype("float32")
+    other_beam, other_greedy = searches(other_memory)
+    for ours, other in ((beam, other_beam), (greedy, other_greedy)):
+        for key, value in ours.items():
+            np.testing.assert_allclose(other[key], value, rtol=1e-6, atol=1e-6, err_msg=key)
