@@ -268,6 +268,10 @@ def test_cell_contract_sizes_shapes_and_initial_state(variant):
         "output_kernel": (UNITS, sizes[0]),
         "output_bias": (sizes[0],),
     }
+    # Every weight is one the NumPy reference reads: none escapes randomize_weights' check.
+    assert sorted(id(get_weight(cell, name)) for name in names) == sorted(
+        id(variable) for variable in cell.weights
+    ), [variable.path for variable in cell.weights]
     for name in names:
         expected = expected_shapes.get(name, (4 * UNITS,) if "_norm_" in name else (UNITS,))
         if name.startswith("state_norm"):
