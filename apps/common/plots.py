@@ -114,3 +114,49 @@ def plot_token_weights(rows, path, title="attention weight per token"):
     axis.set_xticks([])
     axis.set_title(title)
     return _save(figure, path)
+
+
+def plot_forecasts(rows, path, title="forecast and actual"):
+    """One panel per series window: its history, the actual continuation and the forecast.
+
+    Args:
+        rows: list of `(label, history, actual, forecast)`, 1-D arrays; `actual` may be None
+            (a forecast past the end of the data). The forecast is drawn right after the
+            history.
+        path: where to write the PNG.
+
+    Example:
+        plot_forecasts([("window 0", x[:96], y, y_hat)], "forecasts.png")
+    """
+    figure, axes = plt.subplots(len(rows), 1, figsize=(9, 2.4 * len(rows)), squeeze=False)
+    for axis, (label, history, actual, forecast) in zip(axes[:, 0], rows, strict=True):
+        past = np.arange(-len(history), 0)
+        axis.plot(past, history, color="0.45", linewidth=1, label="history")
+        future = np.arange(len(forecast))
+        if actual is not None:
+            axis.plot(future, actual, color="tab:blue", linewidth=1.2, label="actual")
+        axis.plot(future, forecast, color="tab:red", linewidth=1.2, label="forecast")
+        axis.axvline(-0.5, color="0.7", linestyle=":")
+        axis.set_title(label, fontsize=9)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="upper left")
+    axes[0, 0].set_title(f"{title}\n{rows[0][0]}", fontsize=9)
+    axes[-1, 0].set_xlabel("step (0 = first forecast step)")
+    return _save(figure, path)
+
+
+def plot_error_by_step(series, path, title="error by step"):
+    """Lines of an error measure against the forecast step (1 = the first step ahead).
+
+    Args:
+        series: name (e.g. `MSE`) to a list of values, one per step.
+        path: where to write the PNG.
+    """
+    figure, axis = plt.subplots(figsize=(6.5, 3.6))
+    for name, values in series.items():
+        axis.plot(np.arange(1, len(values) + 1), values, label=name)
+    axis.set_xlabel("step ahead")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return _save(figure, path)
