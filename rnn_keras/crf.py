@@ -346,6 +346,14 @@ class CRFModel(keras.Model):
             weights = weights * ops.cast(ops.reshape(sample_weight, (-1, 1)), "float32")
         return super().compute_metrics(x, y, tags, sample_weight=weights)
 
+    def compile_from_config(self, config):
+        # Keras skips models whose compile() is overridden when it loads a saved model,
+        # which would leave a loaded CRFModel uncompiled (no loss tracker for evaluate).
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if hasattr(self, "optimizer") and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def get_config(self):
         crf_config = self.crf.get_config()
         config = {key: crf_config[key] for key in self._CRF_ARGUMENTS}

@@ -200,3 +200,38 @@ def language_model_report(total_nats, units):
         "perplexity": float(math.exp(nats)),
         "units": int(units),
     }
+
+
+def entity_confusion(true_sentences, predicted_sentences, scheme="iob2"):
+    """Which entity type was predicted for each true entity span, as a confusion matrix.
+
+    A true entity whose exact span was predicted counts in row (true type, predicted type);
+    one with no predicted entity of the same span in column `(none)` (missed, or found
+    with other boundaries); a predicted entity whose span is no true entity's in row
+    `(none)` (spurious).
+
+    Args:
+        true_sentences, predicted_sentences: lists of tag-string lists, as `entity_report`.
+        scheme: `iob2` or `iob1`.
+
+    Returns:
+        dict with `labels` (the types, sorted, then `(none)`) and `matrix` (rows true,
+        columns predicted, lists of ints).
+
+    Example:
+        entity_confusion([["B-PER", "O"]], [["B-ORG", "O"]])["matrix"][0]  # [0, 1, 0]
+    """
+    pairs = []
+    for truth, guess in zip(true_sentences, predicted_sentences, strict=True):
+        true_spans = {(start, end): kind for kind, start, end in entity_spans(truth, scheme)}
+        guessed = {(start, end): kind for kind, start, end in entity_spans(guess, scheme)}
+        for span, kind in true_spans.items():
+            pairs.append((kind, guessed.get(span)))
+        pairs.extend((None, kind) for span, kind in guessed.items() if span not in true_spans)
+    kinds = sorted({kind for pair in pairs for kind in pair if kind is not None})
+    labels = kinds + ["(none)"]
+    index = {kind: position for position, kind in enumerate(kinds)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for true_kind, predicted_kind in pairs:
+        matrix[index.get(true_kind, len(kinds)), index.get(predicted_kind, len(kinds))] += 1
+    return {"labels": labels, "matrix": matrix.tolist()}
