@@ -187,9 +187,12 @@ class App:
             raise UserError(
                 f"the {self.name} app evaluates run directories only; give --model a run directory"
             )
+        from apps.common import evaluation
+
         scores = keras_model.evaluate(batches, return_dict=True, verbose=0)
         metrics = {key: float(value) for key, value in scores.items()}
-        print("  ".join(f"{key}: {value:.4f}" for key, value in metrics.items()))
+        print("  ".join(f"{key}: {value:.6g}" for key, value in metrics.items()))
+        evaluation.write_report(metrics, output_dir)
         return metrics
 
     def whole_file_config(self, config):
@@ -215,7 +218,12 @@ class App:
         return False
 
     def register_layers(self) -> None:
-        """Imports the modules that register the app's custom layers (before loading)."""
+        """Imports the modules that register the app's custom layers (before loading).
+
+        Default: the layer library, whose layers every app's models are made of; an app
+        with layers of its own imports their modules too.
+        """
+        import rnn_keras  # noqa: F401
 
     # ---- predict and extra commands -------------------------------------------------
 

@@ -86,7 +86,7 @@ class LoadedData:
     def describe(self) -> str:
         """Returns the source, split sizes and notes as a few printable lines."""
         sizes = ", ".join(f"{name} {count:,}" for name, count in self.info["num_examples"].items())
-        lines = [f"data: {self.info['source']}", f"examples: {sizes}"]
+        lines = [f"data: {self.info.get('source', 'unknown source')}", f"examples: {sizes}"]
         return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 
@@ -581,5 +581,6 @@ def load_source(
     order = [name for name in ("train", "validation", "test") if name in splits]
     order += sorted(set(splits) - set(order))
     splits, sizes = limit_examples({name: splits[name] for name in order}, max_examples, notes)
+    info.setdefault("source", source)
     info["num_examples"] = sizes
     return LoadedData(splits=splits, info=info, notes=notes)

@@ -190,6 +190,7 @@ class SentimentApp(TextApp):
 
     def register_layers(self):
         """Registers the model's custom Keras layers (saved `.keras` runs hold them)."""
+        super().register_layers()
         from apps.sentiment import model  # noqa: F401
 
     def transfer_layer(self, layer, source_layer, data_info, source_data_info):
