@@ -1,0 +1,97 @@
+"""conlleval entity scoring (`apps.common.metrics`) on hand-worked cases, IOB1 and IOB2."""
+
+import pytest
+
+from apps.common.metrics import entity_confusion, entity_report, entity_spans
+
+
+@pytest.mark.parametrize(
+    "tags, expected",
+    [
+        (["B-PER", "I-PER", "O"], [("PER", 0, 2)]),
+        # Entity at the sentence end.
+        (["O", "B-LOC", "I-LOC"], [("LOC", 1, 3)]),
+        (["O", "O", "B-LOC"], [("LOC", 2, 3)]),
+        # Adjacent entities of the same type: B- starts a second one.
+        (["B-PER", "B-PER"], [("PER", 0, 1), ("PER", 1, 2)]),
+        (["B-PER", "I-PER", "B-PER", "I-PER"], [("PER", 0, 2), ("PER", 2, 4)]),
+        # A type change inside a run of I- tags starts a new entity.
+        (["B-PER", "I-ORG", "I-ORG"], [("PER", 0, 1), ("ORG", 1, 3)]),
+        # conlleval counts a stray I- tag as the start of an entity.
+        (["O", "I-MISC", "O"], [("MISC", 1, 2)]),
+        ([], []),
+        (["O", "O"], []),
+    ],
+)
+def test_entity_spans_hand_worked(tags, expected):
+    assert entity_spans(tags, scheme="iob2") == expected
+
+
+def test_iob1_sentences_give_the_spans_of_their_iob2_conversion():
+    # IOB1: I- everywhere, B- only between two adjacent entities of one type.
+    iob1 = ["I-PER", "I-PER", "B-PER", "O", "I-LOC", "I-ORG", "I-ORG", "O", "I-MISC"]
+    iob2 = ["B-PER", "I-PER", "B-PER", "O", "B-LOC", "B-ORG", "I-ORG", "O", "B-MISC"]
+    expected = [("PER", 0, 2), ("PER", 2, 3), ("LOC", 4, 5), ("ORG", 5, 7), ("MISC", 8, 9)]
+    assert entity_spans(iob1, scheme="iob1") == expected
+    assert entity_spans(iob2, scheme="iob2") == expected
+    report = entity_report([iob1], [iob2], scheme="iob1")
+    assert report["f1"] == 1.0 and report["true_entities"] == 5
+
+
+def test_entity_report_partial_spans_and_type_mismatch_count_as_wrong():
+    truth = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O", "B-PER"]]
+    guess = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "O", "O"]]
+    report = entity_report(truth, guess)
+    # True: PER(0,2) LOC(3,4) | ORG(0,1) PER(2,3). Found: PER(0,2) ORG(3,4) | ORG(0,1).
+    assert (report["true_entities"], report["predicted_entities"]) == (4, 3)
+    assert report["correct_entities"] == 2
+    assert report["precision"] == pytest.approx(2 / 3)
+    assert report["recall"] == pytest.approx(1 / 2)
+    assert report["f1"] == pytest.approx(4 / 7)
+    assert report["token_accuracy"] == pytest.approx(5 / 7)
+    per_type = report["per_type"]
+    assert per_type["PER"] == {
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3),
+        "support": 2,
+    }
+    assert per_type["ORG"]["precision"] == 0.5 and per_type["ORG"]["recall"] == 1.0
+    assert per_type["LOC"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+def test_entity_report_partial_overlap_is_neither_precision_nor_recall():
+    # One token short at the end, one token too long at the start.
+    report = entity_report(
+        [["B-ORG", "I-ORG", "I-ORG", "O", "B-PER"]], [["B-ORG", "I-ORG", "O", "B-PER", "I-PER"]]
+    )
+    assert report["correct_entities"] == 0 and report["f1"] == 0.0
+    assert report["token_accuracy"] == pytest.approx(2 / 5)
+
+
+def test_adjacent_same_type_entities_merged_by_a_prediction_score_zero():
+    report = entity_report([["B-PER", "B-PER"]], [["B-PER", "I-PER"]])
+    assert (report["true_entities"], report["predicted_entities"]) == (2, 1)
+    assert report["correct_entities"] == 0
+
+
+def test_entity_report_rejects_mismatched_lengths_and_unknown_scheme():
+    with pytest.raises(ValueError, match="sentence 0: 2 true tags, 1 predicted"):
+        entity_report([["O", "O"]], [["O"]])
+    with pytest.raises(ValueError, match="scheme must be"):
+        entity_spans(["O"], scheme="bilou")
+    with pytest.raises(ValueError, match="neither O nor"):
+        entity_spans(["PER"])
+
+
+def test_entity_confusion_counts_type_swaps_misses_and_spurious_entities():
+    truth = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "O"]]
+    guess = [["B-ORG", "I-ORG", "O", "O"], ["B-MISC", "O"]]
+    confusion = entity_confusion(truth, guess)
+    labels = confusion["labels"]
+    assert labels == ["LOC", "MISC", "ORG", "PER", "(none)"]
+    matrix = confusion["matrix"]
+    assert matrix[labels.index("PER")][labels.index("ORG")] == 1
+    assert matrix[labels.index("LOC")][labels.index("(none)")] == 1
+    assert matrix[labels.index("(none)")][labels.index("MISC")] == 1
+    assert sum(map(sum, matrix)) == 3
