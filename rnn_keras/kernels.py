@@ -2,7 +2,7 @@
 
 Automatic differentiation of a time loop records every intermediate of every
 step and replays them one by one; on a CPU that bookkeeping, not the
-arithmetic, dominates (see DESIGN.md, "Speed facts"). These kernels do what
+arithmetic, dominates (see benchmarks/README.md and benchmarks/forward_backward.py). These kernels do what
 cuDNN does instead: the forward loop keeps only the activated gates, the
 backward loop does one matrix product and the gate derivatives per step, and
 the weight gradients are single large matrix products over all time steps
