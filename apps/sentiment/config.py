@@ -7,7 +7,8 @@ Example:
 
 import dataclasses
 
-from apps.common.config import ExportConfig, PretrainConfig, TrainConfig, TuneConfig, choices
+from apps.common.config import ExportConfig, TrainConfig, TuneConfig, choices
+from apps.common.text import PretrainConfig
 
 FORMATS = ("auto", "csv", "tsv", "folders")
 STRIP_HTML = ("auto", "true", "false")

@@ -9,10 +9,32 @@ commands they provide (`vectors`, `pretrain`), which a text app lists in its
     data info of a vocabulary learned from raw text -> `TextApp.vocabulary_data_info`
 """
 
+import dataclasses
+
 from apps.common import cli
 from apps.common.app import App, Command
 
 DEFAULT_PROBE_WORDS = ("good", "bad", "boring", "funny")
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Language-model pretraining of the encoder (`pretrain`, `apps.common.pretraining`)."""
+
+    epochs: int = 1
+    steps_per_epoch: int | None = None
+    batch_size: int = 64
+    # Words per training window (truncated backpropagation through time).
+    window: int = 64
+    # Candidate words scored per batch by the sampled softmax.
+    num_sampled: int = 1024
+    # Score words with the embedding matrix (Press & Wolf 2017) instead of an own matrix.
+    tie_weights: bool = False
+    learning_rate: float = 1e-3
+    clipnorm: float = 1.0
+    dropout: float = 0.1
+    # Windows held out, scored with the full softmax (val_loss, perplexity).
+    validation_windows: int = 256
 
 
 class TextApp(App):
