@@ -73,7 +73,7 @@ class ForecastModelConfig:
     # Look-back and horizon are cut into segments of this many steps (SegRNN's w).
     segment_length: int = 48
     cell: str = dataclasses.field(default="gru", metadata=choices(*CELLS))
-    units: int = 512
+    units: int = 128
     dropout: float = 0.5
     # `last` subtracts each window's last value (SegRNN, NLinear); `revin` the window's
     # mean and standard deviation with a learned affine map (Kim et al. 2022).
@@ -95,10 +95,10 @@ class ForecastConfig:
     model: ForecastModelConfig = dataclasses.field(default_factory=ForecastModelConfig)
     train: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(
-            epochs=30,
+            epochs=12,
             batch_size=256,
             learning_rate=1e-3,
-            early_stopping_patience=5,
+            early_stopping_patience=3,
             bucket_by_length=False,
         )
     )

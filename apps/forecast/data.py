@@ -103,14 +103,12 @@ def read_series(path, timestamp_column="", feature_columns=(), missing="error"):
                 path, line, f"column {time_column!r}: {row[time_column]!r} is not a timestamp"
             ) from None
         if times and moment <= times[-1]:
-            earlier = lines[int(np.searchsorted(times, moment))] if moment < times[-1] else None
             what = "repeats" if moment == times[-1] else "is earlier than"
             raise DataError(
                 path,
                 line,
                 f"column {time_column!r}: timestamp {row[time_column]!r} {what} the one on "
-                f"line {lines[-1] if earlier is None else lines[-1]}; rows must be sorted by "
-                "time, each timestamp once",
+                f"line {lines[-1]}; rows must be sorted by time, each timestamp once",
             )
         cells = []
         for name in columns:
@@ -230,14 +228,12 @@ def _prepare(config, path: Path, builder_name: str, label: str, notes: list[str]
         "fractions": list(config.fractions),
     }
     fingerprint = {"files": files_fingerprint([path], path.parent), "options": options}
-    found = {}
 
     def plan():
         times, values, columns = read_series(
             path, config.timestamp_column, config.feature_columns, config.missing
         )
-        train_end, validation_end, test_end, note = split_borders(config, len(values), str(path))
-        found.update(columns=columns, note=note)
+        train_end, validation_end, test_end, _ = split_borders(config, len(values), str(path))
         features = tfds.features.FeaturesDict(
             {
                 "values": tfds.features.Tensor(shape=(None, len(columns)), dtype=np.float32),
