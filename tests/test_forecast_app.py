@@ -128,6 +128,8 @@ def test_tune_two_trials_writes_a_trainable_config(workspace, capsys):
             "1",
             "--directory",
             str(directory),
+            # Units and cell held at the tiny base values: two quick trials.
+            'tune.fixed=["model.units", "model.cell"]',
         ],
         capsys,
     )
@@ -135,7 +137,7 @@ def test_tune_two_trials_writes_a_trainable_config(workspace, capsys):
         trials = json.load(handle)
     assert len(trials) == 2 and all(row["val_loss"] is not None for row in trials)
     # Look-backs tried never exceed the windows cut for the search (48 here).
-    assert all(row["model.lookback"] <= 48 for row in trials)
+    assert all(row["model.lookback"] <= 48 and row["model.units"] == 16 for row in trials)
     run_dir = str(workspace / "tuned_run")
     run(
         [

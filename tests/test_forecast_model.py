@@ -109,3 +109,19 @@ def test_segment_recurrence_learns_two_seasonalities_below_last_value():
     # The noise alone costs 0.01; repeating the last value costs about 1.
     assert last_mse > 0.5
     assert model_mse < 0.2 * last_mse, (model_mse, last_mse)
+
+
+def test_seq2seq_attention_rows_sum_to_one_and_are_plotted(tmp_path):
+    from apps.forecast import windows as forecast_windows
+
+    info = data_info(2)
+    settings = {"model.lookback": 24, "model.horizon": 12, "model.segment_length": 6}
+    model = build(info, **settings, **{"model.kind": "seq2seq", "model.units": 8})
+    history = np.random.default_rng(2).normal(size=(1, 24, 2)).astype("float32")
+    layer = model.get_layer("segment_forecast")
+    _, weights = layer(model.get_layer("norm")(history)[0], return_attention=True)
+    # (windows * channels, horizon segments, look-back segments)
+    assert weights.shape == (2, 2, 4)
+    np.testing.assert_allclose(np.sum(weights, axis=-1), 1.0, rtol=1e-5)
+    forecast_windows.plot_attention(model, history, info, str(tmp_path))
+    assert os.path.getsize(tmp_path / "attention.png") > 0

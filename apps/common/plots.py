@@ -160,3 +160,24 @@ def plot_error_by_step(series, path, title="error by step"):
     axis.grid(alpha=0.3)
     axis.legend()
     return _save(figure, path)
+
+
+def plot_attention_map(
+    weights, path, xlabel="source position", ylabel="output position", title="attention weights"
+):
+    """A heatmap of attention weights, one row per output position (rows sum to 1).
+
+    Args:
+        weights: `(outputs, sources)` array.
+        path: where to write the PNG.
+    """
+    weights = np.asarray(weights)
+    figure, axis = plt.subplots(
+        figsize=(min(12, 2 + 0.45 * weights.shape[1]), 1.5 + 0.4 * len(weights))
+    )
+    image = axis.imshow(weights, cmap="Reds", aspect="auto", vmin=0)
+    figure.colorbar(image, ax=axis, fraction=0.03)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    return _save(figure, path)

@@ -99,7 +99,35 @@ def evaluate(serving_model, batches, output_dir):
         title="error by horizon step (standardized)",
     )
     print(f"wrote {output_dir}/forecasts.png, {output_dir}/error_by_step.png")
+    if serving_model.keras_model is not None:
+        plot_attention(serving_model.keras_model, histories[:1], info, output_dir)
     return report
+
+
+def plot_attention(keras_model, history, info, output_dir):
+    """`attention.png` of a seq2seq model: horizon segments against look-back segments.
+
+    Shows the first window's last target channel; models without attention are skipped.
+    """
+    names = [layer.name for layer in keras_model.layers]
+    if "segment_forecast" not in names:
+        return
+    layer = keras_model.get_layer("segment_forecast")
+    if layer.decoder != "attention":
+        return
+    normalized = keras_model.get_layer("norm")(history)[0]
+    _, weights = layer(normalized, return_attention=True)
+    # Channel-independent: one row per (window, channel); else one per window.
+    row = info["target_indices"][-1] if layer.channel_independent else 0
+    path = os.path.join(output_dir, "attention.png")
+    plots.plot_attention_map(
+        np.asarray(weights)[row],
+        path,
+        xlabel=f"look-back segment ({layer.segment_length} steps each; last = latest)",
+        ylabel="horizon segment",
+        title=f"attention over the look-back ({info['columns'][row] if layer.channel_independent else 'all channels'})",
+    )
+    print(f"wrote {path}")
 
 
 def predict_csv(serving_model, path, output):
