@@ -154,3 +154,36 @@ def test_crf_layer_config_round_trip():
     layer = CRF(5, use_boundary=False, kernel_regularizer="l2")
     clone = CRF.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+def test_crf_layer_options_reach_its_weights_losses_and_config():
+    # One tag is a valid (if trivial) CRF: every path is all zeros.
+    single = CRF(1, use_kernel=False)
+    np.testing.assert_array_equal(np.asarray(single(np.ones((2, 3, 1), "float32"))), 0)
+    options = {
+        "kernel_initializer": "ones",
+        "transition_initializer": keras.initializers.Constant(0.5),
+        "kernel_regularizer": keras.regularizers.L2(0.1),
+        "transition_regularizer": keras.regularizers.L1(0.2),
+    }
+    layer = CRF(3, **options)
+    clone = CRF.from_config(layer.get_config())
+    for crf in (layer, clone):
+        assert crf.supports_masking
+        crf.build((None, None, 4))
+        weights = {w.path.split("/")[-1]: np.asarray(w) for w in crf.weights}
+        assert {name: value.shape for name, value in weights.items()} == {
+            "kernel": (4, 3),
+            "bias": (3,),
+            "transitions": (3, 3),
+            "start_transitions": (3,),
+            "end_transitions": (3,),
+        }
+        np.testing.assert_array_equal(weights["kernel"], 1.0)
+        np.testing.assert_array_equal(weights["transitions"], 0.5)
+        for name in ("bias", "start_transitions", "end_transitions"):
+            np.testing.assert_array_equal(weights[name], 0.0)
+        # L2(0.1) * 12 ones and L1(0.2) * 9 halves.
+        np.testing.assert_allclose(
+            sorted(float(loss) for loss in crf.losses), [0.9, 1.2], rtol=1e-6
+        )
