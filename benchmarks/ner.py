@@ -109,12 +109,19 @@ def main(argv=None):
         print(f"no data at {arguments.data}; see ../shared/data/README.md", file=sys.stderr)
         return 2
     sys.path.insert(0, ROOT)
+    path = os.path.join(ROOT, "runs", "benchmarks", "ner_results.json")
     results = []
     for name in arguments.variants:
         results.append(run_variant(name, arguments))
-        path = os.path.join(ROOT, "runs", "benchmarks", "ner_results.json")
+        # Earlier invocations' other variants are kept, so variants can run separately.
+        kept = []
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                kept = [
+                    row for row in json.load(handle) if row["variant"] not in arguments.variants
+                ]
         with open(path, "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
+            json.dump(kept + results, handle, indent=2)
     print("\nvariant   dev F1   best epoch  minutes  per type F1")
     for row in results:
         types = "  ".join(f"{kind} {f1:.4f}" for kind, f1 in row["per_type_f1"].items())

@@ -63,6 +63,10 @@ class NerApp(App):
         for key in ("char_embedding_dim", "char_units", "char_filters", "char_kernel_size"):
             check_range(f"model.{key}", getattr(m, key), minimum=1)
         check_range("model.case_embedding_dim", m.case_embedding_dim, minimum=0)
+        check_range(
+            "schedule.factor", config.schedule.factor, minimum=0, maximum=1, exclusive_minimum=True
+        )
+        check_range("schedule.patience", config.schedule.patience, minimum=0)
         for key in ("word_dropout", "embedding_dropout", "dropout"):
             check_range(f"model.{key}", getattr(m, key), minimum=0, maximum=0.95)
 
@@ -98,7 +102,22 @@ class NerApp(App):
     def callbacks(self, config, data_info, validation_batches):
         from apps.ner import model
 
-        return [model.EntityF1(validation_batches, data_info["tag_names"])]
+        callbacks = [model.EntityF1(validation_batches, data_info["tag_names"])]
+        if config.schedule.factor < 1:
+            import keras
+
+            # After EntityF1, so it sees this epoch's score.
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor=self.objective,
+                    mode="max",
+                    factor=config.schedule.factor,
+                    patience=config.schedule.patience,
+                    min_lr=config.schedule.min_learning_rate,
+                    verbose=1,
+                )
+            )
+        return callbacks
 
     def search_space(self, hp):
         """The tuned hyperparameters, as dotted config overrides."""

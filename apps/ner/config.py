@@ -80,6 +80,19 @@ class NerModelConfig:
     dropout: float = 0.5
 
 
+@dataclasses.dataclass
+class NerScheduleConfig:
+    """Learning-rate decay on a plateau of validation entity F1 (`ReduceLROnPlateau`).
+
+    After `patience` epochs without a better `val_entity_f1` the learning rate is multiplied
+    by `factor` (1 disables the decay), down to `min_learning_rate`.
+    """
+
+    factor: float = 0.5
+    patience: int = 1
+    min_learning_rate: float = 1e-4
+
+
 def _train_defaults():
     return TrainConfig(
         epochs=30,
@@ -98,5 +111,6 @@ class NerConfig:
     data: NerDataConfig = dataclasses.field(default_factory=NerDataConfig)
     model: NerModelConfig = dataclasses.field(default_factory=NerModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=_train_defaults)
+    schedule: NerScheduleConfig = dataclasses.field(default_factory=NerScheduleConfig)
     tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)

@@ -24,6 +24,7 @@ from keras import ops
 
 import rnn_keras
 from apps.common import export, training
+from apps.common.errors import DataSourceError
 from apps.common.metrics import entity_report
 from apps.common.text.layers import PADDING_AND_UNKNOWN, TokenDropout, load_word_vectors
 from apps.ner.layers import CASING, CharacterEncoder, TokenFeatures, normalize_words
@@ -125,24 +126,28 @@ def crf_marginals(potentials, mask, transitions, start_transitions, end_transiti
     mask = tf.cast(mask, tf.bool)
     steps = tf.transpose(potentials, [1, 0, 2])
     step_mask = tf.transpose(mask)
-    alpha_first = start_transitions + steps[0]
+    # Both scans run over every step (a scan over no elements cannot stack its outputs).
+    first = tf.range(tf.shape(steps)[0]) == 0
 
     def forward(alpha, elements):
-        emission, keep = elements
+        emission, keep, is_first = elements
         candidate = tf.reduce_logsumexp(alpha[:, :, None] + transitions[None], axis=1) + emission
-        return tf.where(keep[:, None], candidate, alpha)
+        candidate = tf.where(is_first, start_transitions + emission, candidate)
+        return tf.where(keep[:, None] | is_first, candidate, alpha)
 
-    alphas = tf.scan(forward, (steps[1:], step_mask[1:]), initializer=alpha_first)
-    alphas = tf.concat([alpha_first[None], alphas], axis=0)
-    beta_last = tf.broadcast_to(end_transitions, tf.shape(alpha_first))
+    initial = tf.zeros_like(steps[0])
+    alphas = tf.scan(forward, (steps, step_mask, first), initializer=initial)
+    beta_last = tf.broadcast_to(end_transitions, tf.shape(initial))
+    # Step t's backward message reads step t + 1; past the last step nothing is real.
+    next_steps = tf.concat([steps[1:], tf.zeros_like(steps[:1])], axis=0)
+    next_mask = tf.concat([step_mask[1:], tf.zeros_like(step_mask[:1])], axis=0)
 
     def backward(beta, elements):
         emission, keep = elements  # of the next step
         candidate = tf.reduce_logsumexp(transitions[None] + (emission + beta)[:, None, :], axis=2)
         return tf.where(keep[:, None], candidate, beta_last)
 
-    betas = tf.scan(backward, (steps[1:], step_mask[1:]), initializer=beta_last, reverse=True)
-    betas = tf.concat([betas, beta_last[None]], axis=0)
+    betas = tf.scan(backward, (next_steps, next_mask), initializer=beta_last, reverse=True)
     log_z = tf.reduce_logsumexp(alphas[-1] + end_transitions, axis=1)
     marginals = tf.exp(alphas + betas - log_z[None, :, None])
     marginals = tf.transpose(marginals, [1, 0, 2])
@@ -169,6 +174,11 @@ def build_model(config, data_info):
     m = config.model
     vocabulary = list(data_info["vocabulary"])
     characters = list(data_info["characters"])
+    if not vocabulary or not characters:
+        raise DataSourceError(
+            f"the train split gives {len(vocabulary)} words and {len(characters)} characters; "
+            "the model needs at least one of each (lower model.min_word_count?)"
+        )
     tokens = keras.Input(shape=(None,), dtype="string", name="tokens")
     features = TokenFeatures(vocabulary, characters, m.max_word_chars, name="token_features")
     word_ids, case_ids, char_ids, mask = features(tokens)
