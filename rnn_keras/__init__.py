@@ -7,6 +7,8 @@ from rnn_keras.cells import (
     GRUCell,
     JordanCell,
     LSTMCell,
+    MinGRUCell,
+    MinLSTMCell,
     RecurrentCell,
     make_cell,
 )
@@ -43,6 +45,8 @@ __all__ = [
     "JordanCell",
     "LSTMCell",
     "LuongAttention",
+    "MinGRUCell",
+    "MinLSTMCell",
     "Recurrent",
     "RecurrentCell",
     "Seq2Seq",

@@ -269,7 +269,10 @@ class Recurrent(keras.layers.Layer):
                     real = ops.cast(ops.max(mask, axis=0) > 0, last_output.dtype)
                     last_output = last_output * real
                 return None, last_output, final_states
-        if training and cell.has_fused_kernel:
+        if cell.scans_in_parallel:
+            # No time loop to overlap with anything: the whole sequence at once.
+            chunks = [cell.fused_sequence(inputs, states, mask, recurrent_mask, training)]
+        elif training and cell.has_fused_kernel:
             chunks = self._fused_chunks(inputs, states, mask, recurrent_mask)
         else:
             # Inference projects inside the loop: x_t W does not depend on the

@@ -23,7 +23,7 @@ def recurrent_layers(
     Keras propagates the mask between them.
 
     Args:
-        kind: "elman", "jordan", "lstm" or "gru".
+        kind: "elman", "jordan", "lstm", "gru", "mingru" or "minlstm".
         units: units per layer (per direction when bidirectional).
         num_layers: positive number of stacked layers.
         bidirectional: wrap each layer in `keras.layers.Bidirectional`

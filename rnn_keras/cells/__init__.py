@@ -5,12 +5,20 @@ from rnn_keras.cells.elman import ElmanCell
 from rnn_keras.cells.gru import GRUCell
 from rnn_keras.cells.jordan import JordanCell
 from rnn_keras.cells.lstm import LSTMCell
+from rnn_keras.cells.minimal import MinGRUCell, MinLSTMCell
 
-CELL_TYPES = {"elman": ElmanCell, "jordan": JordanCell, "lstm": LSTMCell, "gru": GRUCell}
+CELL_TYPES = {
+    "elman": ElmanCell,
+    "jordan": JordanCell,
+    "lstm": LSTMCell,
+    "gru": GRUCell,
+    "mingru": MinGRUCell,
+    "minlstm": MinLSTMCell,
+}
 
 
 def make_cell(kind, units, **kwargs):
-    """Builds a cell by name: "elman", "jordan", "lstm" or "gru".
+    """Builds a cell by name: "elman", "jordan", "lstm", "gru", "mingru" or "minlstm".
 
     Example:
 
@@ -31,6 +39,8 @@ __all__ = [
     "GRUCell",
     "JordanCell",
     "LSTMCell",
+    "MinGRUCell",
+    "MinLSTMCell",
     "CELL_TYPES",
     "make_cell",
 ]

@@ -60,7 +60,8 @@ class RecurrentCell(keras.layers.Layer):
     `build`, and override `project_inputs` and `recurrent_step`. They may
     also set `has_fused_kernel` and override `fused_sequence` to run a whole
     sequence with a hand-written backward pass, and `fused_final_states` for
-    inference that needs only the final states.
+    inference that needs only the final states; or set `scans_in_parallel`
+    when `fused_sequence` runs the sequence without a time loop.
 
     Args:
         units: positive integer, dimensionality of the hidden state.
@@ -173,6 +174,13 @@ class RecurrentCell(keras.layers.Layer):
     @property
     def has_fused_kernel(self):
         """Whether `fused_sequence` has a hand-written kernel for this cell's settings."""
+        return False
+
+    @property
+    def scans_in_parallel(self):
+        """Whether `fused_sequence` needs no time loop (a parallel scan, as in the minimal
+        cells): `Recurrent` then calls it for every sequence, in training and inference, in
+        one piece."""
         return False
 
     def fused_final_states(self, inputs, initial_states, mask):

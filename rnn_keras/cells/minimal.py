@@ -1,0 +1,184 @@
+"""minGRU and minLSTM (Feng et al. 2024, "Were RNNs All We Needed?"): gates without h_{t-1}.
+
+Both cells compute, from the input alone, a decay a_t in (0, 1) and an
+input b_t >= 0, and then h_t = a_t * h_{t-1} + b_t. The step is that line;
+a whole sequence is a linear recurrence that `rnn_keras.Recurrent` evaluates
+with a parallel scan (`rnn_keras.scans`), with no time loop, in training and
+inference alike.
+
+The coefficients follow the paper's log-space form: log z = -softplus(-k),
+log(1 - z) = -softplus(k), and the candidate goes through
+g(x) = x + 0.5 for x >= 0, sigmoid(x) otherwise (positive, as the paper's
+log-space version needs). minLSTM's normalised gates f / (f + i) and
+i / (f + i) are sigmoid(log f - log i) and sigmoid(log i - log f): computed
+from the logs, they stay finite where f + i itself would underflow to 0.
+"""
+
+import keras
+from keras import ops
+
+from rnn_keras import loops, scans
+from rnn_keras.cells.base import RecurrentCell
+
+
+def positive_candidate(x):
+    """The paper's g: x + 0.5 for x >= 0, sigmoid(x) below; continuous and positive."""
+    return ops.where(x >= 0, ops.relu(x) + 0.5, ops.sigmoid(ops.minimum(x, 0.0)))
+
+
+class MinimalCell(RecurrentCell):
+    """Base of the minimal cells: weights, step and whole-sequence scan (not used on its own).
+
+    Subclasses set `gates` (projections per unit, candidate last) and
+    `coefficients(projected) -> (a, b)`.
+
+    The cell has `kernel` `(features, gates * units)` and `bias`
+    `(gates * units,)` but no `recurrent_kernel`: no gate reads h_{t-1}, which
+    is what makes the parallel scan possible. `recurrent_initializer`,
+    `recurrent_regularizer` and `recurrent_constraint` are accepted (so that
+    every cell takes the same arguments) and unused; `recurrent_dropout` must
+    be 0 (there is no recurrent product to drop units of).
+    """
+
+    gates = None
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        if self.recurrent_dropout:
+            raise ValueError(
+                f"{type(self).__name__} has no recurrent product to apply dropout to: "
+                "argument `recurrent_dropout` must be 0. "
+                f"Received: recurrent_dropout={self.recurrent_dropout!r}"
+            )
+        self.state_size = units
+        self.output_size = units
+
+    def build(self, input_shape):
+        width = self.gates * self.units
+        self.kernel = self.add_kernel(
+            "kernel",
+            (input_shape[-1], width),
+            self.kernel_initializer,
+            self.kernel_regularizer,
+            self.kernel_constraint,
+        )
+        self.add_bias((width,))
+
+    @property
+    def scans_in_parallel(self):
+        return True
+
+    def project_inputs(self, inputs):
+        projected = ops.matmul(inputs, self.kernel)
+        return projected if self.bias is None else loops.add_bias(projected, self.bias)
+
+    def coefficients(self, projected):
+        """(a, b) of h_t = a_t h_{t-1} + b_t from the projected inputs, any leading shape."""
+        raise NotImplementedError
+
+    def recurrent_step(self, projected, states, recurrent_mask=None):
+        h_previous = states[0] if isinstance(states, (list, tuple)) else states
+        a, b = self.coefficients(projected)
+        h = a * h_previous + b
+        return h, [h]
+
+    def fused_sequence(self, inputs, initial_states, mask, recurrent_mask, training):
+        """The whole time-major sequence by a parallel scan: `[(time, batch, units)]`.
+
+        Masked steps (mask 0) hold the state: a = 1, b = 0 there.
+        """
+        a, b = self.coefficients(self.project_inputs(inputs))
+        if mask is not None:
+            a = 1.0 + mask * (a - 1.0)
+            b = b * mask
+        h0 = ops.convert_to_tensor(initial_states[0], a.dtype)
+        return [scans.linear_recurrence(a, b, h0)]
+
+
+@keras.saving.register_keras_serializable(package="rnn_keras")
+class MinGRUCell(MinimalCell):
+    """minGRU cell (Feng et al. 2024, "Were RNNs All We Needed?").
+
+    z_t = sigmoid(x W_z + b_z), h~_t = g(x W_h + b_h),
+    h_t = (1 - z_t) * h_{t-1} + z_t * h~_t, with g the paper's positive
+    candidate function (see `rnn_keras.cells.minimal`). Neither gate reads
+    h_{t-1}: in `rnn_keras.Recurrent` a whole sequence runs as one parallel
+    scan. Weights: `kernel` `(features, 2 * units)` in the order (z, h), `bias`
+    `(2 * units,)`; no `recurrent_kernel`.
+
+    Args:
+        units: positive integer, dimensionality of h.
+        **kwargs: the common cell arguments of `RecurrentCell`
+            (`recurrent_dropout` must be 0; the `recurrent_*` initialiser,
+            regulariser and constraint are unused).
+
+    Call arguments:
+        inputs: `(batch, features)`.
+        states: `[h]`, `(batch, units)`; any sign (the scan is linear in h).
+        training: whether dropout is active.
+
+    Returns:
+        `(h_t, [h_t])`, each `(batch, units)`. In `rnn_keras.Recurrent`:
+        sequences `(batch, time, features)` give `(batch, time, units)` or
+        `(batch, units)`.
+
+    Example:
+
+    >>> layer = rnn_keras.Recurrent(rnn_keras.MinGRUCell(32), return_sequences=True)
+    >>> layer(np.zeros((4, 1000, 8), "float32")).shape
+    (4, 1000, 32)
+    """
+
+    gates = 2
+
+    def coefficients(self, projected):
+        k, candidate = ops.split(projected, 2, axis=-1)
+        log_keep = -ops.softplus(k)  # log(1 - z)
+        log_update = -ops.softplus(-k)  # log z
+        return ops.exp(log_keep), ops.exp(log_update) * positive_candidate(candidate)
+
+
+@keras.saving.register_keras_serializable(package="rnn_keras")
+class MinLSTMCell(MinimalCell):
+    """minLSTM cell (Feng et al. 2024, "Were RNNs All We Needed?").
+
+    f_t = sigmoid(x W_f + b_f), i_t = sigmoid(x W_i + b_i),
+    h~_t = g(x W_h + b_h); the gates are normalised, f' = f / (f + i),
+    i' = i / (f + i), and h_t = f'_t * h_{t-1} + i'_t * h~_t (no cell state,
+    no output gate). Computed in log space: f' = sigmoid(log f - log i).
+    Neither gate reads h_{t-1}: in `rnn_keras.Recurrent` a whole sequence
+    runs as one parallel scan. Weights: `kernel` `(features, 3 * units)` in
+    the order (f, i, h), `bias` `(3 * units,)`; no `recurrent_kernel`.
+
+    Args:
+        units: positive integer, dimensionality of h.
+        **kwargs: the common cell arguments of `RecurrentCell`
+            (`recurrent_dropout` must be 0; the `recurrent_*` initialiser,
+            regulariser and constraint are unused).
+
+    Call arguments:
+        inputs: `(batch, features)`.
+        states: `[h]`, `(batch, units)`; any sign (the scan is linear in h).
+        training: whether dropout is active.
+
+    Returns:
+        `(h_t, [h_t])`, each `(batch, units)`. In `rnn_keras.Recurrent`:
+        sequences `(batch, time, features)` give `(batch, time, units)` or
+        `(batch, units)`.
+
+    Example:
+
+    >>> layer = rnn_keras.Recurrent(rnn_keras.MinLSTMCell(32))
+    >>> layer(np.zeros((4, 1000, 8), "float32")).shape
+    (4, 32)
+    """
+
+    gates = 3
+
+    def coefficients(self, projected):
+        k_forget, k_input, candidate = ops.split(projected, 3, axis=-1)
+        # log f - log i, with log sigmoid(k) = -softplus(-k).
+        difference = ops.softplus(-k_input) - ops.softplus(-k_forget)
+        forget = ops.sigmoid(difference)
+        update = ops.sigmoid(-difference)
+        return forget, update * positive_candidate(candidate)

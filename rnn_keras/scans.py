@@ -1,0 +1,109 @@
+"""Linear recurrences h_t = a_t * h_{t-1} + b_t evaluated with a parallel (log-depth) scan.
+
+The minimal cells (`rnn_keras.MinGRUCell`, `rnn_keras.MinLSTMCell`; Feng et
+al. 2024, "Were RNNs All We Needed?") have gates that do not read h_{t-1},
+so their whole sequence is one such recurrence, elementwise in the units.
+Pairs (a, b) compose associatively, (a1, b1) then (a2, b2) = (a1 a2,
+a2 b1 + b2), so all prefixes come from ceil(log2 T) rounds of whole-sequence
+elementwise products (Hillis & Steele 1986): no time loop.
+
+Why the pairs are kept in linear space: the paper's log-space scan (Heinsen
+2023) takes h_t = exp(a*_t + logcumsumexp(log b - a*)) with a*_t =
+sum_{k<=t} log a_k, two numbers that both grow with t and cancel; measured
+here it loses 1.7e-4 (relative) at 1,000 steps in float32. The pair scan
+never divides by a cumulative product and never cancels: products of numbers
+in [0, 1] only underflow to 0, which is their correct limit, and it matches
+the step-by-step loop to about 5e-7 at 1,000 steps. The gate coefficients are
+still computed in the paper's log space (see `rnn_keras.cells.minimal`).
+
+`keras.ops.associative_scan` fails to trace on TensorFlow when the time
+length is unknown (it compares lengths in Python), which is what
+`model.fit` on `(batch, None, features)` inputs needs; this module's scan
+runs its rounds in a Python loop for a static length and in a
+`keras.ops.while_loop` over the rounds (not over time) otherwise. The
+gradient is written by hand: it is the same scan run backwards,
+dL/dh_t = u_t + a_{t+1} dL/dh_{t+1}, so backpropagation costs one more scan,
+not the autodiff tape of every round.
+
+All sequences are time-major, `(time, batch, units)`.
+"""
+
+from keras import ops
+
+
+def _round(a, b, shift, reverse):
+    """One round: combines each element with the one `shift` steps earlier (later if reverse)."""
+    if reverse:
+        new_b = ops.concatenate([a[:-shift] * b[shift:] + b[:-shift], b[-shift:]], axis=0)
+        new_a = ops.concatenate([a[:-shift] * a[shift:], a[-shift:]], axis=0)
+    else:
+        new_b = ops.concatenate([b[:shift], a[shift:] * b[:-shift] + b[shift:]], axis=0)
+        new_a = ops.concatenate([a[:shift], a[shift:] * a[:-shift]], axis=0)
+    return new_a, new_b
+
+
+def scan_pairs(a, b, reverse=False):
+    """All prefixes of h_t = a_t h_{t-1} + b_t with h_{-1} = 0 (suffixes if `reverse`:
+    h_t = a_t h_{t+1} + b_t with h_T = 0), over the first axis.
+
+    Args:
+        a, b: `(time, ...)` tensors of one shape.
+        reverse: run from the last step to the first.
+
+    Returns:
+        h, the shape of `b`.
+    """
+    steps = a.shape[0]
+    if steps is not None:
+        shift = 1
+        while shift < steps:
+            a, b = _round(a, b, shift, reverse)
+            shift *= 2
+        return b
+    steps = ops.shape(a)[0]
+
+    def cond(shift, a, b):
+        return shift < steps
+
+    def body(shift, a, b):
+        return (shift * 2, *_round(a, b, shift, reverse))
+
+    return ops.while_loop(cond, body, (ops.convert_to_tensor(1, "int32"), a, b))[2]
+
+
+def _fold_initial(a, b, h0):
+    """b with a_0 h0 added to its first step: the scan then starts from h0."""
+    return ops.concatenate([ops.expand_dims(b[0] + a[0] * h0, 0), b[1:]], axis=0)
+
+
+def linear_recurrence(a, b, h0):
+    """h_t = a_t * h_{t-1} + b_t for every t, h_{-1} = h0, by a log-depth parallel scan.
+
+    Args:
+        a: `(time, batch, units)` coefficients (for the minimal cells in [0, 1];
+            masked steps hold the state with a = 1, b = 0).
+        b: `(time, batch, units)` inputs of the recurrence.
+        h0: `(batch, units)` initial state, any sign.
+
+    Returns:
+        `(time, batch, units)`, the states h_0 ... h_{T-1}.
+
+    Example:
+
+    >>> a, b = np.full((3, 1, 1), 0.5, "float32"), np.ones((3, 1, 1), "float32")
+    >>> linear_recurrence(a, b, np.zeros((1, 1), "float32"))[:, 0, 0]  # 1, 1.5, 1.75
+    """
+
+    def run(a, b, h0):
+        hs = scan_pairs(a, _fold_initial(a, b, h0))
+
+        def grad(upstream):
+            # dL/dh_t = u_t + a_{t+1} dL/dh_{t+1}: the same scan from the end.
+            following = ops.concatenate([a[1:], ops.zeros_like(a[:1])], axis=0)
+            d_hs = scan_pairs(following, upstream, reverse=True)
+            previous = ops.concatenate([ops.expand_dims(h0, 0), hs[:-1]], axis=0)
+            return d_hs * previous, d_hs, a[0] * d_hs[0]
+
+        return hs, grad
+
+    return ops.custom_gradient(run)(a, b, h0)
