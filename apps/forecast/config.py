@@ -82,6 +82,9 @@ class ForecastModelConfig:
     # `seq2seq` and `linear` read all channels at once.
     channel_independent: bool = True
     attention: str = dataclasses.field(default="bahdanau", metadata=choices(*ATTENTION_SCORES))
+    # Training loss on the standardized scale (also `val_loss`, the objective): `mse`, or
+    # `mae` (L1, robust to outliers, as SegRNN trains). Both are logged as metrics.
+    loss: str = dataclasses.field(default="mse", metadata=choices("mse", "mae"))
     # Season of the `seasonal` baseline in steps (24: a day of hourly rows).
     season: int = 24
 

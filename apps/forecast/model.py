@@ -307,7 +307,7 @@ DECODERS = {"segrnn": "pmf", "direct": "direct", "seq2seq": "attention"}
 
 
 def build_model(config, data_info):
-    """The compiled Keras model of `config.model.kind`; loss MSE, metric MAE (standardized)."""
+    """The compiled Keras model of `config.model.kind`; loss `model.loss`, metrics MSE, MAE."""
     from apps.common.training import make_optimizer
 
     model_config = config.model
@@ -346,7 +346,9 @@ def build_model(config, data_info):
             forecast = SelectChannels(targets, name="targets")(forecast)
         forecast = WindowDenormalize(targets, name="denorm")(forecast, location, scale)
     model = keras.Model(inputs, forecast, name=f"forecast_{model_config.kind}")
-    model.compile(optimizer=make_optimizer(config.train), loss="mse", metrics=["mae"])
+    model.compile(
+        optimizer=make_optimizer(config.train), loss=model_config.loss, metrics=["mse", "mae"]
+    )
     return model
 
 
