@@ -94,7 +94,7 @@ class SentimentApp(TextApp):
     def search_space(self, hp):
         """The tuned hyperparameters, as dotted config overrides."""
         return {
-            "model.cell": hp.Choice("model.cell", ["gru", "lstm"]),
+            "model.cell": hp.Choice("model.cell", ["gru", "lstm", "mingru", "minlstm"]),
             "model.units": hp.Choice("model.units", [32, 64, 128]),
             "model.pooling": hp.Choice("model.pooling", ["max", "attention", "mean", "last"]),
             "model.embedding_dim": hp.Choice("model.embedding_dim", [64, 128]),

@@ -12,7 +12,7 @@ from apps.common.text import PretrainConfig
 
 FORMATS = ("auto", "csv", "tsv", "folders")
 STRIP_HTML = ("auto", "true", "false")
-CELLS = ("lstm", "gru", "elman", "jordan")
+CELLS = ("lstm", "gru", "elman", "jordan", "mingru", "minlstm")
 POOLINGS = ("last", "max", "mean", "attention")
 ATTENTION_SCORES = ("bahdanau", "luong")
 
