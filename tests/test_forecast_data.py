@@ -219,3 +219,16 @@ def test_etth1_standard_protocol(tmp_path):
     assert data_info["columns"][-1] == "OT" and data_info["scaler_rows"] == 8640
     # The train-split scaler of the DLinear/SegRNN code (OT column).
     assert data_info["mean"][-1] == pytest.approx(17.1285, abs=1e-3)
+
+
+def test_forecast_timestamps_continue_hours_and_calendar_months():
+    from apps.forecast.windows import _format_time, future_times
+
+    months = np.array([forecast_data.parse_time(text) for text in ("1960-11", "1960-12")])
+    assert [_format_time(t) for t in future_times(months, 3)] == [
+        "1961-01-01 00:00:00",
+        "1961-02-01 00:00:00",
+        "1961-03-01 00:00:00",
+    ]
+    hours = np.array([forecast_data.parse_time(f"2020-01-01 0{h}:00") for h in (0, 1)])
+    assert _format_time(future_times(hours, 1)[0]) == "2020-01-01 02:00:00"

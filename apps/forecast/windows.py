@@ -145,8 +145,7 @@ def predict_csv(serving_model, path, output):
         raise InputError(f"{path}: {len(values)} rows, the model needs the last {lookback}")
     history = values[-lookback:][None]
     forecast = serving_model.call({"history": history})["forecast"][0]
-    step = float(np.median(np.diff(times[-lookback:]))) if len(times) > 1 else 1.0
-    future = times[-1] + step * np.arange(1, len(forecast) + 1)
+    future = future_times(times[-lookback:], len(forecast))
     print(f"forecast after {path} (last row {_format_time(times[-1])}):")
     print("time\t" + "\t".join(info["targets"]))
     for moment, row in zip(future, forecast, strict=True):
@@ -166,6 +165,19 @@ def predict_csv(serving_model, path, output):
         title=f"{info['targets'][channel]}: history and forecast",
     )
     print(f"wrote {output}")
+
+
+def future_times(times, steps):
+    """The next `steps` timestamps after `times` (seconds): its median step, or calendar
+    months when the step is a month (28 to 31 days)."""
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    if 27 * 86400 <= step <= 32 * 86400:
+        last = np.datetime64(int(times[-1]), "s")
+        month = last.astype("datetime64[M]")
+        offset = last - month.astype("datetime64[s]")
+        following = month + np.arange(1, steps + 1)
+        return (following.astype("datetime64[s]") + offset).astype(np.int64).astype(float)
+    return times[-1] + step * np.arange(1, steps + 1)
 
 
 def _format_time(seconds):
