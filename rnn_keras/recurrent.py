@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from rnn_keras import cudnn
 from rnn_keras.cells import RecurrentCell
 from rnn_keras.loops import scan
 
@@ -58,9 +59,12 @@ class Recurrent(keras.layers.Layer):
     cells, x_t W (+ b) for all time steps is one matrix product before the
     loop, so the loop only computes h_{t-1} U, as cuDNN and PyTorch do; the
     standard LSTM, GRU and Elman cells also run a hand-written backward pass
-    (see `rnn_keras.kernels`). Dropout masks are drawn once per call
-    (variational dropout, Gal & Ghahramani 2016). Any other Keras cell runs
-    step by step, as in `keras.layers.RNN`.
+    (see `rnn_keras.kernels`). On a GPU, standard LSTM and GRU cells run
+    through Keras's own layers, which call cuDNN (see `rnn_keras.cudnn`).
+    The minimal cells (`MinGRUCell`, `MinLSTMCell`) run a whole sequence as
+    one parallel scan, without a time loop. Dropout masks are drawn once per
+    call (variational dropout, Gal & Ghahramani 2016). Any other Keras cell
+    runs step by step, as in `keras.layers.RNN`.
 
     Args:
         cell: an rnn_keras cell, any Keras-contract cell, or a list of cells
@@ -99,6 +103,10 @@ class Recurrent(keras.layers.Layer):
     >>> keras.layers.Bidirectional(layer)(np.zeros((8, 20, 16), "float32")).shape
     (8, 20, 128)
     """
+
+    # None: the cuDNN path (rnn_keras.cudnn) on a GPU for eligible cells; True / False force
+    # it on or off (tests check the path on a CPU with True).
+    _keras_layer_path = None
 
     def __init__(
         self,
@@ -400,6 +408,40 @@ class Recurrent(keras.layers.Layer):
         if input_mask is not None:
             # One mask per sequence: applying it before the projection is exact.
             sequences = sequences * ops.expand_dims(input_mask, 1)
+        if mask is not None:
+            mask = keras.tree.flatten(mask)[0]
+        if self.hoists_inputs and self._takes_keras_layer(training):
+            output, final_states = cudnn.call_keras_layer_or_general(
+                self,
+                sequences,
+                states,
+                mask,
+                lambda: self._general_call(sequences, states, mask, recurrent_mask, training),
+            )
+        else:
+            output, final_states = self._general_call(
+                sequences, states, mask, recurrent_mask, training
+            )
+        if self.stateful:
+            for variable, value in zip(self.states, keras.tree.flatten(final_states), strict=True):
+                variable.assign(ops.cast(value, variable.dtype))
+        if self.return_state:
+            return output, *final_states
+        return output
+
+    def _takes_keras_layer(self, training):
+        """Whether this call hands the cell to keras.layers.LSTM / GRU (cuDNN on a GPU).
+
+        `_keras_layer_path` is None (on a GPU, when the cell is eligible), or
+        True / False to force it either way, which tests use on a CPU.
+        """
+        wanted = self._keras_layer_path
+        if wanted is None:
+            wanted = cudnn.gpu_available()
+        return bool(wanted) and cudnn.keras_layer_eligible(self.cell, training)
+
+    def _general_call(self, sequences, states, mask, recurrent_mask, training):
+        """The time-major loops (hoisted or generic); returns (output, final states)."""
         if not self.hoists_inputs:
             _prepare_keras_dropout_masks(self.cell, sequences[:, 0, :], states)
         # Time-major before the projection: transposing (and flipping) the
@@ -407,7 +449,6 @@ class Recurrent(keras.layers.Layer):
         # the units wide.
         inputs = ops.transpose(sequences, (1, 0, 2))
         if mask is not None:
-            mask = keras.tree.flatten(mask)[0]
             mask = ops.expand_dims(ops.transpose(ops.cast(mask, inputs.dtype)), -1)
         if self.go_backwards:
             inputs = ops.flip(inputs, axis=0)
@@ -420,13 +461,8 @@ class Recurrent(keras.layers.Layer):
         else:
             outputs, last_output, final_states = self._generic_loop(inputs, states, mask, training)
             _reset_keras_dropout_masks(self.cell)
-        if self.stateful:
-            for variable, value in zip(self.states, keras.tree.flatten(final_states), strict=True):
-                variable.assign(ops.cast(value, variable.dtype))
         output = ops.transpose(outputs, (1, 0, 2)) if self.return_sequences else last_output
-        if self.return_state:
-            return output, *final_states
-        return output
+        return output, final_states
 
     def get_config(self):
         config = {
