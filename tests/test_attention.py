@@ -173,7 +173,7 @@ def test_errors_name_the_bad_value():
         LuongAttention("dot")(QUERY, VALUE)
     with pytest.raises(ValueError, match="units=0"):
         BahdanauAttention(0)
-    with pytest.raises(NotImplementedError, match="score"):
+    with pytest.raises(NotImplementedError, match="BaseAttention must implement `score"):
         BaseAttention()(QUERY, VALUE)
 
 
@@ -182,6 +182,23 @@ def test_get_config_round_trip(name):
     layer = LAYERS[name]()
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("name", ["bahdanau_normalized", "luong_concat"])
+def test_build_config_rebuilds_a_layer_that_takes_the_weights(name):
+    layer = _built_randomized(name, seed=4)
+    clone = type(layer).from_config(layer.get_config())
+    clone.build_from_config(layer.get_build_config())
+    clone.set_weights(layer.get_weights())
+    query = _query_for(name)
+    for ours, theirs in zip(clone(query, VALUE), layer(query, VALUE), strict=True):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=1e-6)
+
+
+def test_compute_output_shape_for_one_query_and_a_query_sequence():
+    layer = LuongAttention("general")
+    assert layer.compute_output_shape((3, 5), (3, 6, 7)) == ((3, 7), (3, 6))
+    assert layer.compute_output_shape((3, 4, 5), (3, 6, 7)) == ((3, 4, 7), (3, 4, 6))
 
 
 def _functional_model(layer, query_dim=5):
