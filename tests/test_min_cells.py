@@ -276,3 +276,26 @@ def test_saved_model_of_each_min_cell_runs_in_a_fresh_tensorflow_process(tmp_pat
     assert sorted(served) == sorted(expected)
     for name, value in expected.items():
         close(served[name], value, name)
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_no_time_loop_in_the_traced_graph(kind):
+    """A static length runs as Python-unrolled scan rounds: no While op, forward or backward."""
+    cell = CELLS[kind](UNITS)
+    layer = rnn_keras.Recurrent(cell, return_sequences=True)
+    sequences = np.zeros((2, 64, FEATURES), "float32")
+    layer(sequences)
+
+    def loss(sequences):
+        with tf.GradientTape() as tape:
+            tape.watch(sequences)
+            value = tf.reduce_sum(layer(sequences, training=True))
+        return tape.gradient(value, [sequences, *cell.trainable_weights])
+
+    graph = tf.function(loss).get_concrete_function(tf.constant(sequences)).graph
+    operations = {operation.type for operation in graph.get_operations()}
+    assert not operations & {"While", "StatelessWhile"}
+    # The same check sees the loop of a standard cell.
+    gru = rnn_keras.Recurrent(rnn_keras.GRUCell(UNITS), return_sequences=True)
+    graph = tf.function(gru).get_concrete_function(tf.constant(sequences)).graph
+    assert {operation.type for operation in graph.get_operations()} & {"While", "StatelessWhile"}
