@@ -170,6 +170,8 @@ def main():
         os.makedirs(os.path.dirname(os.path.abspath(arguments.json)), exist_ok=True)
         with open(arguments.json, "w", encoding="utf-8") as handle:
             result = {"config": config_lib.config_to_dict(config), "table": rows, **measured}
+            # A shared machine: the load says how much of the CPU this run had.
+            result["machine"] = {"cpus": os.cpu_count(), "load_average_1_5_15": os.getloadavg()}
             json.dump(result, handle, indent=2)
 
 

@@ -153,7 +153,9 @@ class TextGenApp(App):
         if options.length < 0:
             raise InputError(f"--length must be >= 0, got {options.length}")
         endpoints = generation.endpoints_of(serving_model)
-        for line in lines:
+        for number, line in enumerate(lines, start=1):
+            if not line:
+                raise InputError(f"input {number}: an empty prompt; give at least one character")
             sys.stdout.write(line)
             sys.stdout.flush()
 
