@@ -192,3 +192,24 @@ def test_tiny_model_overfits_and_greedy_generation_reproduces_the_text():
     ids = generate(tf.constant([prompt]))
     produced = "".join(vocabulary[i - 1] for i in ids.numpy()[0])
     assert (prompt + produced) == (sentence * 4)[: len(prompt) + 120]
+
+
+def test_beam_search_of_width_one_is_greedy_and_scores_its_beams():
+    tf.keras.utils.set_random_seed(6)
+    model = textgen_model.build_model(tiny_config(), {"vocabulary": VOCABULARY})
+    lookup, network = textgen_model.parts(model)
+    prompt = "the cat"
+    greedy = generation.generate_ids(network, lookup, tf.constant([prompt]), 12, 0.0, 0, 1.0, 0)
+    ids, _ = generation.beam_generate(network, lookup, prompt, 12, 1)
+    assert ids.numpy()[0].tolist() == greedy.numpy()[0].tolist()
+    ids, log_probs = generation.beam_generate(network, lookup, prompt, 12, 3)
+    assert ids.shape == (3, 12) and np.all(np.diff(log_probs.numpy()) <= 1e-6)
+    for row in range(3):  # each beam's log-probability is its text's (id 0 excluded)
+        prefix = tf.cast(lookup(tf.constant([list(prompt)])), tf.int32)
+        sequence = tf.concat([prefix, ids[row : row + 1]], axis=1)
+        logits, _ = network.run(sequence[:, :-1])
+        logits = logits + tf.one_hot(0, logits.shape[-1], on_value=-1e9)  # never chosen
+        picked = -tf.nn.sparse_softmax_cross_entropy_with_logits(sequence[:, 1:], logits)
+        np.testing.assert_allclose(
+            float(tf.reduce_sum(picked[0, len(prompt) - 1 :])), float(log_probs[row]), rtol=1e-4
+        )

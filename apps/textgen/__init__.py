@@ -144,6 +144,9 @@ class TextGenApp(App):
         parser.add_argument("--top-k", type=int, default=0, help="keep the k likeliest (0: all)")
         parser.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (1: all)")
         parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+        parser.add_argument(
+            "--beam", type=int, default=0, help="beam search of this width (run dirs; no stream)"
+        )
 
     def predict(self, serving_model, lines, options):
         """Streams a continuation of each prompt to the terminal, a character at a time."""
@@ -152,6 +155,8 @@ class TextGenApp(App):
 
         if options.length < 0:
             raise InputError(f"--length must be >= 0, got {options.length}")
+        if options.beam > 0:
+            return self.beam_predict(serving_model, lines, options)
         endpoints = generation.endpoints_of(serving_model)
         for number, line in enumerate(lines, start=1):
             if not line:
@@ -175,6 +180,21 @@ class TextGenApp(App):
                 write,
             )
             sys.stdout.write("\n")
+
+    def beam_predict(self, serving_model, lines, options):
+        """Prints the best beam-search continuation of each prompt (run directories)."""
+        from apps.common.errors import InputError
+        from apps.textgen import generation, model
+
+        if serving_model.keras_model is None:
+            raise InputError("--beam needs a run directory (an export has no beam signature)")
+        lookup, network = model.parts(serving_model.keras_model)
+        table = [model.OOV_TEXT] + list(serving_model.data_info["vocabulary"])
+        for number, line in enumerate(lines, start=1):
+            if not line:
+                raise InputError(f"input {number}: an empty prompt; give at least one character")
+            ids, _ = generation.beam_generate(network, lookup, line, options.length, options.beam)
+            print(line + "".join(table[int(index)] for index in ids.numpy()[0]))
 
 
 APP = TextGenApp()

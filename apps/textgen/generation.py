@@ -296,3 +296,57 @@ def endpoints_of(serving_model):
     return endpoint_functions(
         serving_model.keras_model, serving_model.config, serving_model.data_info
     )
+
+
+class ContinuationDecoder:
+    """`CharNetwork` behind the decoder interface of `rnn_keras.beam_search`.
+
+    A language model has no encoder: the "memory" is a dummy `(batch, 1, 1)` tensor and
+    the attention weights are zeros. The out-of-vocabulary id 0 serves as the end token
+    and is never chosen, so every hypothesis runs `max_length` characters.
+    """
+
+    built = True
+
+    def __init__(self, network):
+        self.network = network
+        self.vocab_size = network.vocabulary_size
+
+    def initial_carry(self, batch_size, initial_state=None, dtype="float32"):
+        return list(initial_state)
+
+    def prepare_memory(self, memory):
+        return memory
+
+    def step(self, tokens, carry, memory, keys, memory_mask=None):
+        logits, states = self.network.step(tokens, list(carry))
+        never = tf.one_hot(0, self.vocab_size, on_value=-1e9, off_value=0.0)
+        return logits + never, states, tf.zeros((tf.shape(tokens)[0], 1))
+
+
+def beam_generate(network, lookup, prompt, length, beam_width):
+    """The `beam_width` likeliest continuations of `prompt` (a non-empty Python string).
+
+    Uses `rnn_keras.beam_search`: the prompt but its last character is read in one pass,
+    the last character starts every hypothesis, and each step is one `CharNetwork.step`.
+
+    Returns:
+        `(ids (beam_width, length), log_probs (beam_width,))`, best first; log-probabilities
+        of the model's distribution without the out-of-vocabulary id.
+    """
+    import rnn_keras
+
+    ids = tf.cast(lookup(tf.constant([list(prompt)])), tf.int32)
+    states = network.initial_states(1)
+    if len(prompt) > 1:
+        _, states = network.run(ids[:, :-1], states)
+    result = rnn_keras.beam_search(
+        ContinuationDecoder(network),
+        tf.zeros((1, 1, 1)),
+        start_token=ids[0, -1],
+        end_token=0,
+        max_length=length,
+        beam_width=beam_width,
+        initial_state=list(states),
+    )
+    return result["tokens"][0], result["log_probs"][0]
