@@ -146,6 +146,9 @@ class Recurrent(keras.layers.Layer):
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(min_ndim=3)
         self.states = None
+        if cudnn.gpu_available() and cudnn.keras_layer_eligible(cell, training=False):
+            # As keras.layers.LSTM / GRU do: XLA has no kernel for cuDNN's RNN op.
+            self.supports_jit = False
 
     @property
     def hoists_inputs(self):
