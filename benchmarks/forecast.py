@@ -30,7 +30,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Per model kind: settings that differ from the defaults (the default model has none).
 MODELS = {
     "segrnn": {},
-    "linear": {"model.kind": "linear", "train.learning_rate": 0.005, "train.batch_size": 32},
+    # DLinear's settings: look-back 336, batch 32, rate 0.005 halved after every epoch.
+    "linear": {
+        "model.kind": "linear",
+        "model.lookback": 336,
+        "train.learning_rate": 0.005,
+        "train.batch_size": 32,
+        "model.lr_decay": 0.5,
+        "train.epochs": 10,
+    },
     "seasonal": {"model.kind": "seasonal", "model.season": 24},
     "last": {"model.kind": "last"},
     "direct": {"model.kind": "direct"},

@@ -72,6 +72,7 @@ class ForecastApp(App):
         check_range("model.segment_length", model.segment_length, minimum=1)
         check_range("model.units", model.units, minimum=2)
         check_range("model.dropout", model.dropout, minimum=0, maximum=0.95)
+        check_range("model.lr_decay", model.lr_decay, minimum=0, maximum=1, exclusive_minimum=True)
         check_range("data.stride", config.data.stride, minimum=1)
         if model.kind in ("segrnn", "direct", "seq2seq") and model.lookback % model.segment_length:
             raise ConfigError(
@@ -93,6 +94,23 @@ class ForecastApp(App):
         from apps.forecast import model
 
         return model.serving_endpoints(keras_model, config, data_info)
+
+    def callbacks(self, config, data_info, validation_batches):
+        """Multiplies the learning rate by `model.lr_decay` at the start of each later epoch.
+
+        Multiplicative, so a tuning trial's own rate decays and a resumed run continues
+        from the restored optimizer's rate.
+        """
+        decay = config.model.lr_decay
+        if decay == 1.0:
+            return []
+        import keras
+
+        return [
+            keras.callbacks.LearningRateScheduler(
+                lambda epoch, rate: rate * decay if epoch > 0 else rate
+            )
+        ]
 
     def register_layers(self):
         from apps.forecast import model  # noqa: F401

@@ -85,6 +85,9 @@ class ForecastModelConfig:
     # Training loss on the standardized scale (also `val_loss`, the objective): `mse`, or
     # `mae` (L1, robust to outliers, as SegRNN trains). Both are logged as metrics.
     loss: str = dataclasses.field(default="mse", metadata=choices("mse", "mae"))
+    # The learning rate is multiplied by this after every epoch (DLinear's schedule halves
+    # it: 0.5); 1 keeps it constant.
+    lr_decay: float = 1.0
     # Season of the `seasonal` baseline in steps (24: a day of hourly rows).
     season: int = 24
 
