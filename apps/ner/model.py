@@ -272,6 +272,11 @@ class EntityF1(keras.callbacks.Callback):
         self.prefix = prefix
         self._predict = None
 
+    def __deepcopy__(self, memo):
+        # keras-tuner copies callbacks for every trial; a tf.data pipeline cannot be copied,
+        # and need not be: the copy shares the validation batches.
+        return EntityF1(self.batches, list(self.tag_names), self.prefix)
+
     def on_epoch_end(self, epoch, logs=None):
         if self._predict is None:
             spec = tf.TensorSpec((None, None), tf.string)
