@@ -147,6 +147,7 @@ def test_tune_two_trials_writes_a_trainable_config(workspace, capsys):
             "--run-dir",
             run_dir,
             "train.epochs=1",
+            "train.steps_per_epoch=2",
         ],
         capsys,
     )
