@@ -195,6 +195,17 @@ def test_build_config_rebuilds_a_layer_that_takes_the_weights(name):
         np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=1e-6)
 
 
+def test_kernel_initializer_survives_the_config():
+    for layer in (
+        BahdanauAttention(4, kernel_initializer="ones"),
+        LuongAttention("concat", units=4, kernel_initializer="ones"),
+    ):
+        clone = type(layer).from_config(layer.get_config())
+        clone.build((None, 5), VALUE.shape)
+        for variable in clone.weights:
+            np.testing.assert_array_equal(np.asarray(variable), 1.0, err_msg=variable.path)
+
+
 def test_compute_output_shape_for_one_query_and_a_query_sequence():
     layer = LuongAttention("general")
     assert layer.compute_output_shape((3, 5), (3, 6, 7)) == ((3, 7), (3, 6))
