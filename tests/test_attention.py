@@ -198,10 +198,13 @@ def test_build_config_rebuilds_a_layer_that_takes_the_weights(name):
 def test_kernel_initializer_survives_the_config():
     for layer in (
         BahdanauAttention(4, kernel_initializer="ones"),
+        LuongAttention("general", kernel_initializer="ones"),
         LuongAttention("concat", units=4, kernel_initializer="ones"),
     ):
         clone = type(layer).from_config(layer.get_config())
         clone.build((None, 5), VALUE.shape)
+        if getattr(clone, "score_mode", None) == "concat":
+            assert tuple(clone.query_kernel.shape) == (5, 4)  # `units`, not the key size
         for variable in clone.weights:
             np.testing.assert_array_equal(np.asarray(variable), 1.0, err_msg=variable.path)
 
