@@ -223,7 +223,7 @@ KERAS_TWINS = ("elman", "lstm", "gru", "gru_reset_before")
 
 
 def make_cell(variant, units, **options):
-    """Builds the rnn_keras cell of a variant through the class named in API.md."""
+    """Builds the rnn_keras cell of a variant through the class the variant names."""
     import rnn_keras
 
     kind, variant_options, _ = VARIANTS[variant]

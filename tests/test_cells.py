@@ -49,7 +49,7 @@ def wrap(cell, wrapper, **options):
 
     "recurrent_training" is rnn_keras.Recurrent called with training=True (no dropout here, so
     the same numbers), which runs the fused kernels with hand-written backward passes.
-    Recurrent gets zero_output_for_mask=True explicitly (API.md's default, tested on its own).
+    Recurrent gets zero_output_for_mask=True explicitly (its default, tested on its own).
     """
     if wrapper == "keras_rnn":
         return keras.layers.RNN(cell, **options)
@@ -240,7 +240,7 @@ def test_recurrent_equals_keras_rnn_loop(variant, zero_output_for_mask, go_backw
 
 
 def test_recurrent_defaults_follow_the_contract():
-    """API.md: Recurrent(cell, return_sequences=False, return_state=False, go_backwards=False,
+    """Recurrent(cell, return_sequences=False, return_state=False, go_backwards=False,
     stateful=False, zero_output_for_mask=True)."""
     layer = rnn_keras.Recurrent(rnn_keras.ElmanCell(UNITS))
     assert layer.return_sequences is False
@@ -252,7 +252,7 @@ def test_recurrent_defaults_follow_the_contract():
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_cell_contract_sizes_shapes_and_initial_state(variant):
-    """state_size, output_size, weight shapes and get_initial_state follow API.md."""
+    """state_size, output_size, weight shapes and get_initial_state follow the Keras cell contract."""
     cell = make_cell(variant, UNITS)
     cell.build((None, FEATURES))
     sizes = state_sizes(variant, UNITS)
