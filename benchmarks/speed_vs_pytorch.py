@@ -14,6 +14,7 @@ not a dependency of rnn_keras (install it only to measure:
 
     python benchmarks/speed_vs_pytorch.py
     python benchmarks/speed_vs_pytorch.py --lengths 100 1000 --batch 32 --units 256 --rounds 5
+    python benchmarks/speed_vs_pytorch.py --lengths 1000 --torch-threads 1
 """
 
 import argparse
@@ -157,10 +158,19 @@ def main():
         default=list(KERAS_VARIANTS) + list(TORCH_VARIANTS),
         choices=list(KERAS_VARIANTS) + list(TORCH_VARIANTS),
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads (0: PyTorch's default); on a loaded machine its "
+        "OpenMP threads spin and 1 can be much faster",
+    )
     args = parser.parse_args()
     try:
         import torch
 
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
         have_torch = True
         torch_note = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
     except ImportError:
