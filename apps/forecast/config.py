@@ -82,9 +82,10 @@ class ForecastModelConfig:
     # `seq2seq` and `linear` read all channels at once.
     channel_independent: bool = True
     attention: str = dataclasses.field(default="bahdanau", metadata=choices(*ATTENTION_SCORES))
-    # Training loss on the standardized scale (also `val_loss`, the objective): `mse`, or
-    # `mae` (L1, robust to outliers, as SegRNN trains). Both are logged as metrics.
-    loss: str = dataclasses.field(default="mse", metadata=choices("mse", "mae"))
+    # Training loss on the standardized scale (also `val_loss`, the objective): `mae` (L1,
+    # robust to outliers, as SegRNN trains; on ETTh1 it gave a lower validation MSE than
+    # training on MSE, 0.639 against 0.648) or `mse`. Both are logged as metrics.
+    loss: str = dataclasses.field(default="mae", metadata=choices("mse", "mae"))
     # The learning rate is multiplied by this after every epoch (DLinear's schedule halves
     # it: 0.5); 1 keeps it constant.
     lr_decay: float = 1.0
