@@ -95,3 +95,23 @@ def test_entity_confusion_counts_type_swaps_misses_and_spurious_entities():
     assert matrix[labels.index("LOC")][labels.index("(none)")] == 1
     assert matrix[labels.index("(none)")][labels.index("MISC")] == 1
     assert sum(map(sum, matrix)) == 3
+
+
+def test_ner_help_answers_without_loading_tensorflow():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        "import sys\nfrom apps.common.cli import main\nfrom apps.ner import APP\n"
+        "for command in ('train', 'predict', 'evaluate', 'export', 'tune'):\n"
+        "    try:\n        main(APP, [command, '--help'])\n    except SystemExit:\n        pass\n"
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--file FILE" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "False"
