@@ -94,6 +94,7 @@ CASES = [
     ("lstm", [7, 4, 2], False, True, True),
     ("lstm", [7, 4, 2], True, True, False),
     ("gru", [7, 5, 1], False, False, True),
+    ("gru", [7, 2, 5], False, True, False),
     ("gru", [7, 3, 7], True, True, True),
     ("gru", None, True, False, False),
 ]
@@ -102,7 +103,10 @@ CASES = [
 @pytest.mark.parametrize(
     "kind, lengths, go_backwards, return_sequences, zero_output_for_mask",
     CASES,
-    ids=[f"{c[0]}-{'mask' if c[1] else 'nomask'}-{'back' if c[2] else 'fwd'}" for c in CASES],
+    ids=[
+        f"{c[0]}-{'mask' if c[1] else 'nomask'}-{'back' if c[2] else 'fwd'}-{i}"
+        for i, c in enumerate(CASES)
+    ],
 )
 def test_keras_layer_path_equals_general_path(
     kind, lengths, go_backwards, return_sequences, zero_output_for_mask
