@@ -31,14 +31,17 @@ All sequences are time-major, `(time, batch, units)`.
 from keras import ops
 
 
-def _round(a, b, shift, reverse):
-    """One round: combines each element with the one `shift` steps earlier (later if reverse)."""
+def _round(a, b, shift, reverse, last=False):
+    """One round: combines each element with the one `shift` steps earlier (later if reverse).
+
+    The last round's products of `a` are never read: `last` skips them.
+    """
     if reverse:
         new_b = ops.concatenate([a[:-shift] * b[shift:] + b[:-shift], b[-shift:]], axis=0)
-        new_a = ops.concatenate([a[:-shift] * a[shift:], a[-shift:]], axis=0)
+        new_a = None if last else ops.concatenate([a[:-shift] * a[shift:], a[-shift:]], axis=0)
     else:
         new_b = ops.concatenate([b[:shift], a[shift:] * b[:-shift] + b[shift:]], axis=0)
-        new_a = ops.concatenate([a[:shift], a[shift:] * a[:-shift]], axis=0)
+        new_a = None if last else ops.concatenate([a[:shift], a[shift:] * a[:-shift]], axis=0)
     return new_a, new_b
 
 
@@ -57,7 +60,7 @@ def scan_pairs(a, b, reverse=False):
     if steps is not None:
         shift = 1
         while shift < steps:
-            a, b = _round(a, b, shift, reverse)
+            a, b = _round(a, b, shift, reverse, last=2 * shift >= steps)
             shift *= 2
         return b
     steps = ops.shape(a)[0]
