@@ -172,6 +172,8 @@ class App:
 
         A callback that writes `logs[self.objective]` at the end of an epoch (e.g. an
         entity F1 computed on `validation_batches`) makes that the monitored score.
+        keras-tuner deep-copies callbacks for each trial: one holding a `tf.data`
+        pipeline defines `__deepcopy__` (see `apps.ner.model.EntityF1`).
         """
         return []
 

@@ -29,9 +29,10 @@ def plot_training_curves(history, path):
     """
     if not history:
         return None
+    # A score computed only on validation (e.g. an entity F1 from a callback) gets a panel too.
     names = sorted(
-        {key for row in history for key in row if key != "epoch" and not key.startswith("val_")}
-        - {"learning_rate"}
+        {key.removeprefix("val_") for row in history for key in row}
+        - {"epoch", "learning_rate", "elapsed_seconds"}
     )
     epochs = [int(row.get("epoch", index)) + 1 for index, row in enumerate(history)]
     figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
