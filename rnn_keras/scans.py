@@ -30,6 +30,9 @@ All sequences are time-major, `(time, batch, units)`.
 
 from keras import ops
 
+# Steps per chunk of `chunked_scan`.
+CHUNK = 16
+
 
 def _round(a, b, shift, reverse, last=False):
     """One round: combines each element with the one `shift` steps earlier (later if reverse).
@@ -74,6 +77,48 @@ def scan_pairs(a, b, reverse=False):
     return ops.while_loop(cond, body, (ops.convert_to_tensor(1, "int32"), a, b))[2]
 
 
+def chunked_scan(a, b, reverse=False):
+    """`scan_pairs` with O(T) work: chunks of CHUNK steps, then a log-depth scan over chunks.
+
+    Steps t = n * CHUNK + l: position l of every chunk n advances together
+    (CHUNK whole-array operations, unrolled in Python, each over T / CHUNK
+    chunks), the chunks' end states then combine by `scan_pairs` over T /
+    CHUNK elements, and one pass adds each chunk's incoming state times the
+    cumulative product of a. `scan_pairs` alone does log2(T) passes over the
+    whole sequence, which on a CPU (memory-bound) made 4,000 steps slower
+    than an LSTM's time loop.
+
+    Args:
+        a, b: `(time, batch, units)` tensors.
+        reverse: suffixes instead of prefixes.
+
+    Returns:
+        h, `(time, batch, units)`.
+    """
+    if reverse:
+        return ops.flip(chunked_scan(ops.flip(a, 0), ops.flip(b, 0)), 0)
+    steps, units = a.shape[0], a.shape[-1]
+    dynamic = steps is None
+    steps = ops.shape(a)[0] if dynamic else steps
+    batch = ops.shape(a)[1] if a.shape[1] is None else a.shape[1]
+    padding = (-steps) % CHUNK
+    if dynamic or padding:
+        # Zeros after the end: b = 0 there leaves every real step unchanged.
+        zeros = ops.zeros((padding, batch, units), dtype=a.dtype)
+        a, b = ops.concatenate([a, zeros], axis=0), ops.concatenate([b, zeros], axis=0)
+    a = ops.reshape(a, (-1, CHUNK, batch, units))
+    b = ops.reshape(b, (-1, CHUNK, batch, units))
+    local = [b[:, 0]]
+    for position in range(1, CHUNK):
+        local.append(a[:, position] * local[-1] + b[:, position])
+    local = ops.stack(local, axis=1)
+    decay = ops.cumprod(a, axis=1)
+    ends = scan_pairs(decay[:, -1], local[:, -1])
+    incoming = ops.concatenate([ops.zeros_like(ends[:1]), ends[:-1]], axis=0)
+    h = local + decay * ops.expand_dims(incoming, 1)
+    return ops.reshape(h, (-1, batch, units))[:steps]
+
+
 def _fold_initial(a, b, h0):
     """b with a_0 h0 added to its first step: the scan then starts from h0."""
     return ops.concatenate([ops.expand_dims(b[0] + a[0] * h0, 0), b[1:]], axis=0)
@@ -98,12 +143,12 @@ def linear_recurrence(a, b, h0):
     """
 
     def run(a, b, h0):
-        hs = scan_pairs(a, _fold_initial(a, b, h0))
+        hs = chunked_scan(a, _fold_initial(a, b, h0))
 
         def grad(upstream):
             # dL/dh_t = u_t + a_{t+1} dL/dh_{t+1}: the same scan from the end.
             following = ops.concatenate([a[1:], ops.zeros_like(a[:1])], axis=0)
-            d_hs = scan_pairs(following, upstream, reverse=True)
+            d_hs = chunked_scan(following, upstream, reverse=True)
             previous = ops.concatenate([ops.expand_dims(h0, 0), hs[:-1]], axis=0)
             return d_hs * previous, d_hs, a[0] * d_hs[0]
 

@@ -153,6 +153,25 @@ def test_scan_pairs_runs_both_directions():
     close(scans.scan_pairs(a, b, reverse=True), backward, "backward")
 
 
+@pytest.mark.parametrize("steps", [1, 15, 16, 17, 100])
+def test_chunked_scan_runs_both_directions(steps):
+    """Lengths below, at and across the chunk length, against a loop."""
+    rng = np.random.default_rng(steps)
+    a = rng.uniform(0.0, 1.0, (steps, 2, 3)).astype("float32")
+    b = rng.standard_normal((steps, 2, 3)).astype("float32")
+    forward, backward = np.zeros_like(b), np.zeros_like(b)
+    h = np.zeros((2, 3), "float32")
+    for t in range(steps):
+        h = a[t] * h + b[t]
+        forward[t] = h
+    h = np.zeros((2, 3), "float32")
+    for t in reversed(range(steps)):
+        h = a[t] * h + b[t]
+        backward[t] = h
+    close(scans.chunked_scan(a, b), forward, "forward")
+    close(scans.chunked_scan(a, b, reverse=True), backward, "backward")
+
+
 def test_min_lstm_gates_stay_finite_where_f_plus_i_underflows():
     """The log-space normalisation: with f and i both ~exp(-200), f / (f + i) is still 1/2."""
     cell = rnn_keras.MinLSTMCell(1)
