@@ -101,8 +101,6 @@ def chunked_scan(a, b, reverse=False):
     Returns:
         h, `(time, batch, units)`.
     """
-    if reverse:
-        return ops.flip(chunked_scan(ops.flip(a, 0), ops.flip(b, 0)), 0)
     steps, units = a.shape[0], a.shape[-1]
     dynamic = steps is None
     steps = ops.shape(a)[0] if dynamic else steps
@@ -114,13 +112,25 @@ def chunked_scan(a, b, reverse=False):
         a, b = ops.concatenate([a, zeros], axis=0), ops.concatenate([b, zeros], axis=0)
     a = ops.reshape(a, (-1, CHUNK, batch, units))
     b = ops.reshape(b, (-1, CHUNK, batch, units))
-    local = [b[:, 0]]
-    for position in range(1, CHUNK):
-        local.append(a[:, position] * local[-1] + b[:, position])
-    local = ops.stack(local, axis=1)
-    decay = ops.cumprod(a, axis=1)
-    ends = scan_pairs(decay[:, -1], local[:, -1])
-    incoming = ops.concatenate([ops.zeros_like(ends[:1]), ends[:-1]], axis=0)
+    # Within each chunk: the local states (from a zero state) and the products of a
+    # (keras.ops.cumprod over this axis was six times slower than these products).
+    positions = list(range(CHUNK))
+    if reverse:
+        positions.reverse()
+    local, decay = [b[:, positions[0]]], [a[:, positions[0]]]
+    for position in positions[1:]:
+        a_t = a[:, position]
+        local.append(a_t * local[-1] + b[:, position])
+        decay.append(a_t * decay[-1])
+    if reverse:
+        local.reverse()
+        decay.reverse()
+    local, decay = ops.stack(local, axis=1), ops.stack(decay, axis=1)
+    # Across chunks: the state entering each chunk, from the chunks before it.
+    edge = 0 if reverse else -1
+    ends = scan_pairs(decay[:, edge], local[:, edge], reverse=reverse)
+    none = ops.zeros_like(ends[:1])
+    incoming = ops.concatenate([ends[1:], none] if reverse else [none, ends[:-1]], axis=0)
     h = local + decay * ops.expand_dims(incoming, 1)
     return ops.reshape(h, (-1, batch, units))[:steps]
 
