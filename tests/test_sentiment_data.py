@@ -165,7 +165,7 @@ def test_class_folders_directly_in_source(tmp_path):
     loaded = load(config)
     assert loaded.info["class_names"] == ["angry", "happy", "sad"]
     assert as_pairs(loaded, "train") == [("grr", "angry"), ("oh no", "sad"), ("yay", "happy")]
-    assert "validation: none (the source has none and validation_fraction is 0)" in loaded.notes
+    assert "validation: none (the source has none and the validation fraction is 0)" in loaded.notes
 
 
 def error_from(tmp_path, file_name, content, **options):

@@ -202,6 +202,15 @@ def commands_of(app):
     return registry
 
 
+def build_parser(app, command_name, program=None):
+    """The argument parser of one command of `app` (shared or the app's own)."""
+    command = commands_of(app)[command_name]
+    program = program or f"python -m apps.{app.name}"
+    parser = argparse.ArgumentParser(prog=f"{program} {command.name}", description=command.help)
+    command.add_arguments(parser, app)
+    return parser
+
+
 def usage(app, program):
     registry = commands_of(app)
     lines = [f"usage: {program} {{{','.join(registry)}}} [options] [key=value ...]", "commands:"]
@@ -222,8 +231,7 @@ def main(app, argv=None, program=None):
         print(f"{usage(app, program)}\nunknown command {argv[0]!r}", file=sys.stderr)
         return 2
     command = registry[argv[0]]
-    parser = argparse.ArgumentParser(prog=f"{program} {command.name}", description=command.help)
-    command.add_arguments(parser, app)
+    parser = build_parser(app, command.name, program)
     arguments = parser.parse_intermixed_args(argv[1:])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:

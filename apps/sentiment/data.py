@@ -61,7 +61,6 @@ BUILDER_NAME = "sentiment_files"
 BINARY_CLASS_NAMES = ["negative", "positive"]
 # Common spellings of the two sentiment classes in files and folder names.
 _SPELLINGS = {"negative": {"0", "neg", "negative"}, "positive": {"1", "pos", "positive"}}
-_ALL_SPELLINGS = set().union(*_SPELLINGS.values())
 _TEXT_COLUMNS = ("text", "sentence", "review", "content")
 _LABEL_COLUMNS = ("label", "sentiment", "polarity")
 _UNLABELLED_FOLDERS = {"unsup", "unsupervised", "unlabeled", "unlabelled"}
@@ -202,11 +201,9 @@ def infer_class_names(raw_labels, where=None) -> list[str]:
         return list(BINARY_CLASS_NAMES)
     if all(label.isdigit() for label in lowered):
         return [str(number) for number in sorted({int(label) for label in lowered})]
-    numeric = sorted(label for label in raw_labels if label.strip().isdigit())
-    spelled = [label for label in raw_labels if label.strip().lower() in _ALL_SPELLINGS]
-    odd = [label for label in raw_labels if label not in spelled and label not in numeric]
-    if numeric or len(spelled) and odd:
-        label = sorted(odd)[0] if odd else sorted(raw_labels)[0]
+    names = sorted(label for label in raw_labels if not label.strip().isdigit())
+    if len(names) < len(raw_labels):  # Integers mixed with names.
+        label = names[0]
         path, line = (where or {}).get(label, ("data.source", 0))
         raise DataError(
             path,
