@@ -49,7 +49,7 @@ def train_for(app, config, minutes, eval_every):
     data_info = app.describe_data(config, loaded)
     keras.utils.set_random_seed(config.seed)
     model = app.build_model(config, data_info)
-    epochs = 1000
+    epochs = config.train.epochs + 1
     train_batches, per_epoch = training.make_batches(
         app, config, data_info, loaded.splits["train"], training=True, epochs=epochs
     )
@@ -80,7 +80,11 @@ def train_for(app, config, minutes, eval_every):
             if elapsed >= minutes:
                 self.model.stop_training = True
 
-    callbacks = [Table()] + [
+    # `train.epochs` plans the learning-rate schedule (and ends the run if the budget
+    # has not); the budget in minutes ends it otherwise.
+    planned_steps = config.train.epochs * per_epoch
+    schedule = training.schedule_callbacks(config.train, planned_steps, config.train.learning_rate)
+    callbacks = [Table(), *schedule] + [
         callback
         for callback in app.callbacks(config, data_info, validation_batches)
         if type(callback).__name__ != "PrintSample"
@@ -88,9 +92,10 @@ def train_for(app, config, minutes, eval_every):
     model.fit(
         train_batches,
         validation_data=validation_batches,
-        epochs=epochs * per_epoch // eval_every,
+        epochs=-(-planned_steps // eval_every),
         steps_per_epoch=eval_every,
         callbacks=callbacks,
+        shuffle=False,  # the app's batches are shuffled already
         verbose=0,
     )
     return model, data_info, rows

@@ -60,6 +60,8 @@ def test_linear_model_keeps_a_constant_series_with_last_value_normalization():
         {"model.kind": "segrnn", "model.normalization": "revin"},
         {"model.kind": "seq2seq", "model.cell": "lstm", "model.attention": "luong"},
         {"model.kind": "direct", "model.channel_independent": False},
+        {"model.kind": "segrnn", "model.cell": "mingru"},
+        {"model.kind": "seq2seq", "model.cell": "minlstm"},
     ],
 )
 def test_models_round_trip_through_keras_files(tmp_path, overrides):
@@ -74,6 +76,33 @@ def test_models_round_trip_through_keras_files(tmp_path, overrides):
     APP.register_layers()
     restored = keras.saving.load_model(path)
     np.testing.assert_allclose(restored(history), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"model.kind": "segrnn", "model.normalization": "revin", "model.cell": "minlstm"},
+        {"model.kind": "seq2seq"},
+        {"model.kind": "direct", "model.channel_independent": False},
+        {"model.kind": "linear"},
+    ],
+)
+def test_a_window_forecasts_the_same_alone_and_in_a_batch(overrides):
+    """Batch invariance: per-window normalisation and channel folding keep windows apart."""
+    info = data_info(3)
+    settings = {"model.lookback": 24, "model.horizon": 10, "model.segment_length": 6}
+    model = build(info, **settings, **{"model.units": 8, "model.dropout": 0.0, **overrides})
+    rng = np.random.default_rng(2)
+    history = (rng.normal(size=(5, 24, 3)) * [1.0, 10.0, 0.1] + [0.0, 50.0, -3.0]).astype(
+        "float32"
+    )
+    model(history[:1])
+    for weight in model.trainable_weights:  # away from the initialisers (zero biases)
+        weight.assign(rng.normal(scale=0.3, size=weight.shape).astype("float32"))
+    batched = keras.ops.convert_to_numpy(model(history))
+    for row in range(len(history)):
+        alone = keras.ops.convert_to_numpy(model(history[row : row + 1]))[0]
+        np.testing.assert_allclose(batched[row], alone, rtol=1e-5, atol=1e-5)
 
 
 def two_seasons(rows, channels=2, seed=0):

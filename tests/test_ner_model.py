@@ -106,3 +106,36 @@ def test_vocabularies_and_search_space_give_a_valid_config():
     config = apply_overrides(NerConfig(), overrides)
     APP.check_config(config)
     assert {"model.head", "model.char_encoder", "model.units"} <= set(overrides)
+
+
+@pytest.mark.parametrize(
+    "head, cell", [("crf", "lstm"), ("softmax", "gru"), ("crf", "mingru"), ("softmax", "minlstm")]
+)
+def test_a_sentence_tags_the_same_alone_and_padded_beside_a_longer_one(head, cell):
+    """Batch invariance: padding must reach neither direction of the tagger nor the CRF."""
+    data_info = {
+        "tag_names": ["O", "B-PER", "I-PER", "B-LOC"],
+        "vocabulary": ["john", "lives", "in", "paris", "and"],
+        "characters": sorted(set("johnlivesparisd")),
+    }
+    config = apply_overrides(
+        tiny_config(head), {"model.cell": cell, "model.num_layers": 2, "model.units": 6}
+    )
+    tf.keras.utils.set_random_seed(3)
+    model = build_model(config, data_info)
+    rng = np.random.default_rng(3)
+    for weight in model.trainable_weights:  # away from the initialisers (zero biases, CRF)
+        weight.assign(rng.normal(scale=0.5, size=weight.shape).astype("float32"))
+    short = ["John", "lives", "in", "Paris"]
+    long = ["John", "and", "John", "lives", "in", "Paris", "and", "in", "Rome"]
+    alone = model.potentials_and_mask(tf.constant([short]), training=False)[0].numpy()[0]
+    padded_batch = tf.constant([long, short + [""] * (len(long) - len(short))])
+    beside = model.potentials_and_mask(padded_batch, training=False)[0].numpy()[1, : len(short)]
+    np.testing.assert_allclose(beside, alone, rtol=1e-5, atol=1e-5)
+    tags_alone, confidence_alone, _ = tag_and_confidence(model, tf.constant([short]))
+    tags_beside, confidence_beside, mask = tag_and_confidence(model, padded_batch)
+    assert mask.numpy()[1].tolist() == [True] * len(short) + [False] * (len(long) - len(short))
+    assert tags_beside.numpy()[1, : len(short)].tolist() == tags_alone.numpy()[0].tolist()
+    np.testing.assert_allclose(
+        confidence_beside.numpy()[1, : len(short)], confidence_alone.numpy()[0], rtol=1e-5
+    )

@@ -42,8 +42,11 @@ def chars_of(text):
         {"model.cell": "elman", "model.tie_weights": True},
         {"model.cell": "jordan"},
         {"model.cell": "lstm", "model.layer_norm": True, "model.tie_weights": True},
+        # The minimal cells run their sequences as a parallel scan, their steps as a loop.
+        {"model.cell": "mingru"},
+        {"model.cell": "minlstm", "model.num_layers": 1},
     ],
-    ids=["lstm", "gru", "elman-tied", "jordan", "lstm-layernorm-tied"],
+    ids=["lstm", "gru", "elman-tied", "jordan", "lstm-layernorm-tied", "mingru", "minlstm"],
 )
 def test_step_by_step_equals_whole_sequence(overrides):
     tf.keras.utils.set_random_seed(1)

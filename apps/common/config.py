@@ -44,6 +44,11 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 64
     learning_rate: float = 1e-3
+    # `cosine`: the rate falls from `learning_rate` to a tenth of it along half a cosine
+    # over the planned steps (epochs x batches per epoch; Loshchilov & Hutter 2017).
+    learning_rate_schedule: str = dataclasses.field(
+        default="constant", metadata=choices("constant", "cosine")
+    )
     # Gradient clipping by global norm; None disables it.
     clipnorm: float | None = None
     # Polyak averaging: validation, checkpoints and exports use an exponential moving

@@ -166,7 +166,47 @@ class ReseedEachEpoch(keras.callbacks.Callback):
             state.assign(value)
 
 
-def _callbacks(app, config, run_dir, resuming, data_info, validation_batches):
+class CosineLearningRate(keras.callbacks.Callback):
+    """Sets the rate before each batch: half a cosine from `base_rate` to a tenth of it.
+
+    The position is the optimizer's step count, which BackupAndRestore restores, so a
+    resumed run continues on the same curve. `base_rate` None takes the optimizer's rate at
+    the start of training (a tuning trial's own rate).
+
+    Args:
+        total_steps: steps over which the rate falls; later steps keep the final rate.
+        base_rate: the starting rate, or None.
+        final_fraction: the final rate over the starting one.
+    """
+
+    def __init__(self, total_steps, base_rate=None, final_fraction=0.1):
+        super().__init__()
+        self.total_steps = max(1, int(total_steps))
+        self.base_rate = base_rate
+        self.final_fraction = final_fraction
+
+    def on_train_begin(self, logs=None):
+        if self.base_rate is None:
+            self.base_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def rate(self, step):
+        progress = min(1.0, step / self.total_steps)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.base_rate * (self.final_fraction + (1.0 - self.final_fraction) * cosine)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.model.optimizer.learning_rate = self.rate(step)
+
+
+def schedule_callbacks(train_config, total_steps, base_rate=None):
+    """The learning-rate callbacks `train_config.learning_rate_schedule` asks for."""
+    if train_config.learning_rate_schedule == "cosine":
+        return [CosineLearningRate(total_steps, base_rate)]
+    return []
+
+
+def _callbacks(app, config, run_dir, resuming, data_info, validation_batches, steps_per_epoch):
     mode = app.objective_direction
     checkpoint = keras.callbacks.ModelCheckpoint(
         os.path.join(run_dir, BEST_MODEL), monitor=app.objective, mode=mode, save_best_only=True
@@ -184,6 +224,8 @@ def _callbacks(app, config, run_dir, resuming, data_info, validation_batches):
         # Between the backup (training weights, EMA in the optimizer state) and the
         # checkpoint: validation and the best checkpoint see the averaged weights.
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    total_steps = config.train.epochs * steps_per_epoch
+    callbacks += schedule_callbacks(config.train, total_steps, config.train.learning_rate)
     # Before the checkpoint and early stopping, so that a score they write is monitored.
     callbacks += list(app.callbacks(config, data_info, validation_batches))
     callbacks += [
@@ -244,13 +286,17 @@ def train(app, config, run_dir):
     validation_batches, _ = make_batches(
         app, config, data_info, loaded.splits["validation"], training=False
     )
+    steps_per_epoch = min(config.train.steps_per_epoch or per_epoch, per_epoch)
+    callbacks = _callbacks(
+        app, config, run_dir, resuming, data_info, validation_batches, steps_per_epoch
+    )
     fit_history = model.fit(
         train_batches,
         validation_data=validation_batches,
         epochs=config.train.epochs,
-        steps_per_epoch=min(config.train.steps_per_epoch or per_epoch, per_epoch),
+        steps_per_epoch=steps_per_epoch,
         shuffle=False,  # make_batches shuffles; fit cannot shuffle a tf.data pipeline.
-        callbacks=_callbacks(app, config, run_dir, resuming, data_info, validation_batches),
+        callbacks=callbacks,
         # A progress bar per batch on a terminal; one line per epoch in a log file.
         verbose="auto" if sys.stdout.isatty() else 2,
     )

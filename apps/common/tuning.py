@@ -150,7 +150,7 @@ def tune(app, config, directory):
         hypermodel, app, tune_config, directory, config.seed, fixed_hyperparameters(app, config)
     )
     tuner.search_space_summary()
-    train_batches, _ = training.make_batches(
+    train_batches, per_epoch = training.make_batches(
         app, config, data_info, loaded.splits["train"], training=True
     )
     validation_batches, _ = training.make_batches(
@@ -166,6 +166,11 @@ def tune(app, config, directory):
     if config.train.ema_momentum is not None:
         # Trials are scored with the averaged weights, as `train` scores its epochs.
         callbacks.append(keras.callbacks.SwapEMAWeights())
+    if tune_config.tuner != "hyperband":
+        # Each trial's own rate falls over the trial's planned steps; Hyperband trials
+        # continue one another's training, so they keep a constant rate.
+        trial_steps = tune_config.epochs * (config.train.steps_per_epoch or per_epoch)
+        callbacks += training.schedule_callbacks(config.train, trial_steps)
     # The app's own scores (e.g. entity F1), which may be the objective.
     callbacks += list(app.callbacks(config, data_info, validation_batches))
     search_arguments["callbacks"] = callbacks

@@ -137,7 +137,7 @@ class ForecastApp(App):
         lookbacks = [v for v in LOOKBACK_CHOICES if v <= self._window_lookback]
         return {
             "model.kind": hp.Choice("model.kind", ["segrnn", "direct", "seq2seq"]),
-            "model.cell": hp.Choice("model.cell", ["gru", "lstm"]),
+            "model.cell": hp.Choice("model.cell", ["gru", "lstm", "mingru", "minlstm"]),
             "model.units": hp.Choice("model.units", [64, 128, 256, 512]),
             "model.segment_length": hp.Choice("model.segment_length", [12, 24, 48]),
             "model.lookback": hp.Choice("model.lookback", lookbacks or [self._window_lookback]),

@@ -15,7 +15,7 @@ SPLIT_PRESETS = ("auto", "ett_hourly", "ett_15min", "borders", "fractions")
 # What a missing cell (empty, NA, NaN, null) becomes.
 MISSING_POLICIES = ("error", "ffill", "interpolate")
 MODEL_KINDS = ("segrnn", "direct", "seq2seq", "linear", "last", "seasonal")
-CELLS = ("gru", "lstm", "elman")
+CELLS = ("gru", "lstm", "elman", "mingru", "minlstm")
 NORMALIZATIONS = ("last", "revin", "none")
 ATTENTION_SCORES = ("bahdanau", "luong")
 

@@ -169,7 +169,8 @@ class SegmentForecast(keras.layers.Layer):
       encoder outputs; state and context give the segment.
 
     Args:
-        horizon, segment_length, units, cell (`gru`, `lstm`, `elman`), dropout.
+        horizon, segment_length, units, cell (`gru`, `lstm`, `elman`, `mingru`,
+        `minlstm`), dropout.
         channels: input channels (channel embedding of `pmf`).
         channel_independent: one series per channel with shared weights, else all channels
             in each segment; outputs: forecast channels when not channel-independent.

@@ -122,6 +122,7 @@ class NerApp(App):
     def search_space(self, hp):
         """The tuned hyperparameters, as dotted config overrides."""
         return {
+            "model.cell": hp.Choice("model.cell", ["lstm", "gru", "mingru", "minlstm"]),
             "model.units": hp.Choice("model.units", [50, 100, 200]),
             "model.num_layers": hp.Choice("model.num_layers", [1, 2]),
             "model.char_encoder": hp.Choice("model.char_encoder", ["cnn", "lstm", "none"]),

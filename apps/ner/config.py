@@ -10,7 +10,7 @@ import dataclasses
 from apps.common.config import ExportConfig, TrainConfig, TuneConfig, choices
 
 TAG_SCHEMES = ("iob2", "iob1")
-CELLS = ("lstm", "gru")
+CELLS = ("lstm", "gru", "mingru", "minlstm")
 CHAR_ENCODERS = ("lstm", "cnn", "none")
 HEADS = ("crf", "softmax")
 

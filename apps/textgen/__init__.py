@@ -73,7 +73,7 @@ class TextGenApp(App):
     def search_space(self, hp):
         """Cell type, depth, width, dropout, window length and learning rate."""
         return {
-            "model.cell": hp.Choice("model.cell", ["lstm", "gru"]),
+            "model.cell": hp.Choice("model.cell", ["lstm", "gru", "mingru", "minlstm"]),
             "model.num_layers": hp.Int("model.num_layers", 1, 3),
             "model.units": hp.Choice("model.units", [128, 256, 512]),
             "model.dropout": round(hp.Float("model.dropout", 0.0, 0.4, step=0.1), 2),

@@ -9,7 +9,7 @@ import dataclasses
 
 from apps.common.config import ExportConfig, TrainConfig, TuneConfig, choices
 
-CELLS = ("lstm", "gru", "elman", "jordan")
+CELLS = ("lstm", "gru", "elman", "jordan", "mingru", "minlstm")
 TRAINING_MODES = ("shuffled", "stateful")
 
 

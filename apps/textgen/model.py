@@ -30,7 +30,7 @@ class CharNetwork(keras.layers.Layer):
     Args:
         vocabulary_size: number of ids, out-of-vocabulary id 0 included.
         embedding_dim: width of the character embedding.
-        cell: `lstm`, `gru`, `elman` or `jordan` (`rnn_keras.make_cell`).
+        cell: `lstm`, `gru`, `elman`, `jordan`, `mingru` or `minlstm` (`rnn_keras.make_cell`).
         units: units per recurrent layer.
         num_layers: stacked recurrent layers.
         dropout: dropout rate on the inputs of each layer above the first and on the last
