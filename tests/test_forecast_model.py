@@ -93,9 +93,7 @@ def test_a_window_forecasts_the_same_alone_and_in_a_batch(overrides):
     settings = {"model.lookback": 24, "model.horizon": 10, "model.segment_length": 6}
     model = build(info, **settings, **{"model.units": 8, "model.dropout": 0.0, **overrides})
     rng = np.random.default_rng(2)
-    history = (rng.normal(size=(5, 24, 3)) * [1.0, 10.0, 0.1] + [0.0, 50.0, -3.0]).astype(
-        "float32"
-    )
+    history = (rng.normal(size=(5, 24, 3)) * [1.0, 10.0, 0.1] + [0.0, 50.0, -3.0]).astype("float32")
     model(history[:1])
     for weight in model.trainable_weights:  # away from the initialisers (zero biases)
         weight.assign(rng.normal(scale=0.3, size=weight.shape).astype("float32"))
