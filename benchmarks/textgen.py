@@ -32,6 +32,7 @@ def parse_arguments():
     parser.add_argument("--minutes", type=float, default=30.0, help="training wall-time budget")
     parser.add_argument("--eval-every", type=int, default=100, help="training steps per row")
     parser.add_argument("--speed-chars", type=int, default=200, help="chars per speed run")
+    parser.add_argument("--no-speed", action="store_true", help="skip the generation speeds")
     parser.add_argument("--json", help="write the table and speeds here")
     parser.add_argument("--save-model", help="write the final Keras model here (.keras)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
@@ -156,6 +157,18 @@ def speeds(app, model, config, data_info, chars):
     }
 
 
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, where there is one."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def main():
     arguments = parse_arguments()
     from apps.common import config as config_lib
@@ -168,7 +181,9 @@ def main():
     model, data_info, rows = train_for(APP, config, arguments.minutes, arguments.eval_every)
     if arguments.save_model:
         model.save(arguments.save_model)
-    measured = speeds(APP, model, config, data_info, arguments.speed_chars)
+    measured = {}
+    if not arguments.no_speed:
+        measured = speeds(APP, model, config, data_info, arguments.speed_chars)
     for key, value in measured.items():
         print(f"{key}: {value}")
     if arguments.json:
@@ -176,7 +191,11 @@ def main():
         with open(arguments.json, "w", encoding="utf-8") as handle:
             result = {"config": config_lib.config_to_dict(config), "table": rows, **measured}
             # A shared machine: the load says how much of the CPU this run had.
-            result["machine"] = {"cpus": os.cpu_count(), "load_average_1_5_15": os.getloadavg()}
+            result["machine"] = {
+                "cpu": cpu_model(),
+                "cpus": os.cpu_count(),
+                "load_average_1_5_15": os.getloadavg(),
+            }
             json.dump(result, handle, indent=2)
 
 

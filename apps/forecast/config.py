@@ -73,7 +73,8 @@ class ForecastModelConfig:
     # Look-back and horizon are cut into segments of this many steps (SegRNN's w).
     segment_length: int = 48
     cell: str = dataclasses.field(default="gru", metadata=choices(*CELLS))
-    units: int = 128
+    # 256: on ETTh1 (horizon 96) validation MSE 0.634 against 0.639 with 128.
+    units: int = 256
     dropout: float = 0.5
     # `last` subtracts each window's last value (SegRNN, NLinear); `revin` the window's
     # mean and standard deviation with a learned affine map (Kim et al. 2022).
