@@ -44,7 +44,13 @@ def test_numbers_out_of_range_name_the_key(workspace, overrides, message):
 
 def test_data_sources_that_cannot_be_read(workspace):
     data_dir = f"data.data_dir={os.path.join(workspace, 'tfds')}"
-    fails_with(workspace, ["train", "--data", "nowhere.csv", data_dir], "does not exist")
+    never = os.path.join(workspace, "never")
+    fails_with(
+        workspace,
+        ["train", "--data", "nowhere.csv", "--run-dir", never, data_dir],
+        "does not exist",
+    )
+    assert not os.path.exists(never)  # no run directory with a config and nothing else
     empty = os.path.join(workspace, "empty_folder")
     os.makedirs(empty, exist_ok=True)
     fails_with(workspace, ["train", "--data", empty, data_dir], "no split files")

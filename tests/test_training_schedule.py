@@ -57,3 +57,14 @@ def test_constant_adds_no_callback_and_unknown_schedules_are_config_errors():
     assert training.schedule_callbacks(TrainConfig(), 10) == []
     with pytest.raises(ConfigError, match="train.learning_rate_schedule"):
         config_lib.apply_overrides(ForecastConfig(), {"train.learning_rate_schedule": "linear"})
+
+
+def test_without_a_base_rate_each_model_starts_from_its_own_rate():
+    """Tuning trials share one callback list: each trial's rate is its own."""
+    callback = training.CosineLearningRate(4)
+    x = np.ones((6, 2), "float32")
+    for rate in (0.02, 0.003):
+        recorder = RecordRate()
+        model = tiny_model(rate)
+        model.fit(x, x[:, :1], batch_size=6, epochs=1, callbacks=[callback, recorder], verbose=0)
+        assert recorder.rates == [pytest.approx(rate)]

@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -182,11 +183,12 @@ class CosineLearningRate(keras.callbacks.Callback):
     def __init__(self, total_steps, base_rate=None, final_fraction=0.1):
         super().__init__()
         self.total_steps = max(1, int(total_steps))
+        self.fixed_base_rate = base_rate
         self.base_rate = base_rate
         self.final_fraction = final_fraction
 
     def on_train_begin(self, logs=None):
-        if self.base_rate is None:
+        if self.fixed_base_rate is None:  # read again for every model trained
             self.base_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def rate(self, step):
@@ -264,8 +266,15 @@ def train(app, config, run_dir):
     """Trains `app` with `config` into `run_dir`; returns the metrics dict."""
     started = time.time()
     app.check_config(config)
+    created = not os.path.exists(run_dir)
     resuming = start_run(run_dir, config)
-    loaded = load_splits(app, config)
+    try:
+        loaded = load_splits(app, config)
+    except Exception:
+        # Data that cannot be read leaves no run behind: only the config was written.
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     data_info = run_data_info(run_dir, resuming, lambda: app.describe_data(config, loaded))
     # Seeded here, after loading: data loading draws a varying amount of randomness.
     keras.utils.set_random_seed(config.seed)
