@@ -52,9 +52,9 @@ def keras_seconds_per_step(overrides, steps):
     chars = np.array(vocabulary, dtype=object)[rng.integers(0, VOCABULARY_SIZE, (batch, window))]
     targets = rng.integers(1, VOCABULARY_SIZE + 1, (batch, window))
     batches = tf.data.Dataset.from_tensors((tf.constant(chars), tf.constant(targets))).repeat()
-    model.fit(batches, steps_per_epoch=2, epochs=1, verbose=0)  # tracing and warm-up
+    model.fit(batches, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)  # warm-up
     started = time.perf_counter()
-    model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
+    model.fit(batches, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
     return (time.perf_counter() - started) / steps, config
 
 
