@@ -68,3 +68,13 @@ def test_without_a_base_rate_each_model_starts_from_its_own_rate():
         model = tiny_model(rate)
         model.fit(x, x[:, :1], batch_size=6, epochs=1, callbacks=[callback, recorder], verbose=0)
         assert recorder.rates == [pytest.approx(rate)]
+
+
+def test_forecast_rejects_two_schedules_at_once():
+    from apps.forecast import APP
+
+    config = config_lib.apply_overrides(
+        ForecastConfig(), {"model.lr_decay": 0.5, "train.learning_rate_schedule": "cosine"}
+    )
+    with pytest.raises(ConfigError, match="model.lr_decay and train.learning_rate_schedule"):
+        APP.check_config(config)

@@ -74,6 +74,11 @@ class ForecastApp(App):
         check_range("model.dropout", model.dropout, minimum=0, maximum=0.95)
         check_range("model.lr_decay", model.lr_decay, minimum=0, maximum=1, exclusive_minimum=True)
         check_range("data.stride", config.data.stride, minimum=1)
+        if model.lr_decay != 1.0 and config.train.learning_rate_schedule != "constant":
+            raise ConfigError(
+                "model.lr_decay and train.learning_rate_schedule both set the learning rate; "
+                "choose one"
+            )
         if model.kind in ("segrnn", "direct", "seq2seq") and model.lookback % model.segment_length:
             raise ConfigError(
                 f"model.lookback {model.lookback} is no multiple of model.segment_length "
