@@ -79,6 +79,11 @@ def _toml_list(values):
     return "[" + ", ".join(json.dumps(value) for value in values) + "]"
 
 
+def _without_xdist(match):
+    options = re.sub(r"\s*(-n \S+|--dist \S+)", "", match[1])
+    return f'addopts = "{options.strip()}"'
+
+
 def prepare(workdir, files, tests, fresh):
     """Copies rnn_keras/, tests/ and pyproject.toml (its [tool.mutmut] narrowed) to workdir."""
     if fresh and workdir.exists():
@@ -104,6 +109,9 @@ def prepare(workdir, files, tests, fresh):
         settings,
     )
     text = text[:section] + settings + ("" if end < 0 else text[end:])
+    # mutmut runs pytest inside its own forked workers: pytest-xdist's workers (the
+    # suite's `-n 2`) would fail every mutant as "interrupted".
+    text = re.sub(r'addopts = "([^"]*)"', _without_xdist, text)
     (workdir / "pyproject.toml").write_text(text)
 
 
@@ -187,11 +195,18 @@ def main():
             prepare(workdir, files, tests, options.fresh)
             # mutmut keeps a verdict until the function changes; after adding tests, name
             # the survivors to test them again.
+            # A stopped run leaves mutants "interrupted", with no verdict: test them again.
+            again = {"check was interrupted by user"}
+            if options.retest_survivors:
+                again.add("survived")
             names = []
-            if options.retest_survivors and (workdir / "mutants").exists():
-                names = [n for n, s in results(workdir).items() if s == "survived"]
+            if (workdir / "mutants").exists():
+                names = [n for n, s in results(workdir).items() if s in again]
             start = time.perf_counter()
-            mutmut(workdir, "run", "--max-children", str(options.max_children), *names)
+            children = ("--max-children", str(options.max_children))
+            if names:
+                mutmut(workdir, "run", *children, *names)
+            mutmut(workdir, "run", *children)
             seconds = time.perf_counter() - start
         statuses = results(workdir)
         summary.append(report(module, workdir, statuses, seconds, not options.no_diffs))

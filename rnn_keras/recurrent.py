@@ -271,7 +271,7 @@ class Recurrent(keras.layers.Layer):
         None when neither the returned sequence nor the mask needs it.
         """
         cell = self.cell
-        if not training and not self.return_sequences:
+        if (not training or cell.scans_in_parallel) and not self.return_sequences:
             final_states = cell.fused_final_states(inputs, states, mask)
             if final_states is not None:
                 last_output = final_states[0]

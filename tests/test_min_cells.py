@@ -51,10 +51,16 @@ def results(layer, cell, sequences, mask, initial_state, training=False):
     return [outputs, state] + tape.gradient(loss, sources)
 
 
-def compare_with_step_loop(kind, batch, time, lengths, with_h0, go_backwards, seed):
+def compare_with_step_loop(
+    kind, batch, time, lengths, with_h0, go_backwards, seed, return_sequences=True
+):
     rng = np.random.default_rng(seed)
     cell = CELLS[kind](UNITS)
-    options = {"return_sequences": True, "return_state": True, "go_backwards": go_backwards}
+    options = {
+        "return_sequences": return_sequences,
+        "return_state": True,
+        "go_backwards": go_backwards,
+    }
     scanned = rnn_keras.Recurrent(cell, zero_output_for_mask=False, **options)
     stepped = keras.layers.RNN(cell, **options)
     sequences = rng.standard_normal((batch, time, FEATURES)).astype("float32")
@@ -64,8 +70,9 @@ def compare_with_step_loop(kind, batch, time, lengths, with_h0, go_backwards, se
     mask = None if lengths is None else right_padded_mask(lengths, time)
     h0 = rng.standard_normal((batch, UNITS)).astype("float32") if with_h0 else None
     # Traced: an eager step loop over 2,000 steps would take minutes.
-    actual = tf.function(results)(scanned, cell, sequences, mask, h0)
-    expected = tf.function(results)(stepped, cell, sequences, mask, h0)
+    # Training: with return_sequences=False the scan then returns its last state alone.
+    actual = tf.function(results)(scanned, cell, sequences, mask, h0, training=True)
+    expected = tf.function(results)(stepped, cell, sequences, mask, h0, training=True)
     names = (
         ["outputs", "state", "d_inputs"] + (["d_h0"] if with_h0 else []) + ["d_kernel", "d_bias"]
     )
@@ -83,6 +90,13 @@ def compare_with_step_loop(kind, batch, time, lengths, with_h0, go_backwards, se
 )
 def test_scan_equals_step_loop(kind, lengths, with_h0, go_backwards):
     compare_with_step_loop(kind, 3, 9, lengths, with_h0, go_backwards, seed=len(kind))
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+@pytest.mark.parametrize("lengths", [None, [37, 20, 1]], ids=["plain", "mask"])
+def test_last_state_alone_equals_step_loop(kind, lengths):
+    """return_sequences=False (the scan's final-state path, padded: 37 steps) in training."""
+    compare_with_step_loop(kind, 3, 37, lengths, True, False, seed=5, return_sequences=False)
 
 
 @pytest.mark.parametrize("kind", sorted(CELLS))
@@ -153,23 +167,45 @@ def test_scan_pairs_runs_both_directions():
     close(scans.scan_pairs(a, b, reverse=True), backward, "backward")
 
 
-@pytest.mark.parametrize("steps", [1, 15, 16, 17, 100])
-def test_chunked_scan_runs_both_directions(steps):
-    """Lengths below, at and across the chunk length, against a loop."""
+@pytest.mark.parametrize("last_only", [False, True], ids=["sequence", "last"])
+@pytest.mark.parametrize("steps", [1, 15, 16, 17, 100, 53])
+def test_gated_recurrence_equals_a_loop_with_its_gradients(steps, last_only):
+    """The fused chunked scan against a TensorFlow loop over time (autodiff) at lengths
+    below, at and across the chunk length (53: padded), the whole sequence or its last
+    state: states and the gradients of update, candidate and h0, with a random mask and
+    candidates of both signs."""
     rng = np.random.default_rng(steps)
-    a = rng.uniform(0.0, 1.0, (steps, 2, 3)).astype("float32")
-    b = rng.standard_normal((steps, 2, 3)).astype("float32")
-    forward, backward = np.zeros_like(b), np.zeros_like(b)
-    h = np.zeros((2, 3), "float32")
-    for t in range(steps):
-        h = a[t] * h + b[t]
-        forward[t] = h
-    h = np.zeros((2, 3), "float32")
-    for t in reversed(range(steps)):
-        h = a[t] * h + b[t]
-        backward[t] = h
-    close(scans.chunked_scan(a, b), forward, "forward")
-    close(scans.chunked_scan(a, b, reverse=True), backward, "backward")
+    update = tf.constant(rng.uniform(0.0, 1.0, (steps, 2, 3)).astype("float32"))
+    candidate = tf.constant(rng.normal(0.0, 2.0, (steps, 2, 3)).astype("float32"))
+    h0 = tf.constant(rng.standard_normal((2, 3)).astype("float32"))
+    mask = tf.constant(rng.integers(0, 2, (steps, 2, 1)).astype("float32"))
+    weights = tf.constant(rng.standard_normal((steps, 2, 3)).astype("float32"))
+
+    def looped(update, candidate, h0):
+        g = tf.where(candidate >= 0, candidate + 0.5, tf.sigmoid(candidate))
+        h, states = h0, []
+        for t in range(steps):
+            z = update[t] * mask[t]
+            h = (1.0 - z) * h + z * g[t]
+            states.append(h)
+        return states[-1] if last_only else tf.stack(states)
+
+    def scanned(update, candidate, h0):
+        chunk = scans.chunk_length(steps)
+        chunked = [scans.to_chunks(value, chunk) for value in (update, candidate, mask)]
+        return scans.gated_recurrence(chunked[0], chunked[1], h0, steps, chunked[2], last_only)
+
+    def with_gradients(function):
+        with tf.GradientTape() as tape:
+            tape.watch([update, candidate, h0])
+            states = function(update, candidate, h0)
+            loss = tf.reduce_sum(states * (weights[-1] if last_only else weights))
+        return [states, *tape.gradient(loss, [update, candidate, h0])]
+
+    names = ["states", "d_update", "d_candidate", "d_h0"]
+    expected = with_gradients(looped)
+    for name, value, reference in zip(names, with_gradients(scanned), expected, strict=True):
+        close(value, reference, f"{name} at {steps} steps")
 
 
 def test_min_lstm_gates_stay_finite_where_f_plus_i_underflows():

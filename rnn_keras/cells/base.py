@@ -186,6 +186,9 @@ class RecurrentCell(keras.layers.Layer):
     def fused_final_states(self, inputs, initial_states, mask):
         """Inference without the output sequence: the final states, or None.
 
+        A cell that `scans_in_parallel` is asked in training too: its final
+        states must then carry their gradient.
+
         Args:
             inputs: `(time, batch, features)`, not projected.
             initial_states: list of `(batch, state)` tensors.

@@ -74,9 +74,35 @@ class MinimalCell(RecurrentCell):
         projected = ops.matmul(inputs, self.kernel)
         return projected if self.bias is None else loops.add_bias(projected, self.bias)
 
-    def coefficients(self, projected):
-        """(a, b) of h_t = a_t h_{t-1} + b_t from the projected inputs, any leading shape."""
+    def project_gates(self, inputs):
+        """inputs W + b for each gate (candidate last), one product per gate.
+
+        One product per block of kernel columns leaves each result contiguous,
+        where slicing the projection of all gates would copy every block. The
+        bias rides in the product as a last input feature fixed at 1: adding it
+        afterwards would be one more pass over each projection.
+        """
+        kernel = self.kernel
+        if self.bias is not None:
+            ones = ops.ones((*ops.shape(inputs)[:-1], 1), dtype=inputs.dtype)
+            inputs = ops.concatenate([inputs, ones], axis=-1)
+            kernel = ops.concatenate([kernel, ops.expand_dims(self.bias, 0)], axis=0)
+        units = self.units
+        return [
+            ops.matmul(inputs, kernel[:, gate * units : (gate + 1) * units])
+            for gate in range(self.gates)
+        ]
+
+    def update_gate(self, gate_projections):
+        """z in [0, 1] of h_t = (1 - z_t) h_{t-1} + z_t g(h~_t), from the projections of
+        every gate but the candidate, any leading shape."""
         raise NotImplementedError
+
+    def coefficients(self, projected):
+        """(a, b) of h_t = a_t h_{t-1} + b_t from the projection of all gates."""
+        *gates, candidate = ops.split(projected, self.gates, axis=-1)
+        update = self.update_gate(gates)
+        return 1.0 - update, update * positive_candidate(candidate)
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
         h_previous = states[0] if isinstance(states, (list, tuple)) else states
@@ -87,14 +113,25 @@ class MinimalCell(RecurrentCell):
     def fused_sequence(self, inputs, initial_states, mask, recurrent_mask, training):
         """The whole time-major sequence by a parallel scan: `[(time, batch, units)]`.
 
-        Masked steps (mask 0) hold the state: a = 1, b = 0 there.
+        Masked steps (mask 0) hold the state: z = 0 there.
         """
-        a, b = self.coefficients(self.project_inputs(inputs))
+        return [self._scan(inputs, initial_states, mask, last_only=False)]
+
+    def fused_final_states(self, inputs, initial_states, mask):
+        """The final state alone (training too): `[(batch, units)]`; None for an unknown length."""
+        if inputs.shape[0] is None:
+            return None
+        return [self._scan(inputs, initial_states, mask, last_only=True)]
+
+    def _scan(self, inputs, initial_states, mask, last_only):
+        steps = inputs.shape[0] if inputs.shape[0] is not None else ops.shape(inputs)[0]
+        chunk = scans.chunk_length(inputs.shape[0])
+        projected = self.project_gates(scans.to_chunks(inputs, chunk))
+        update = self.update_gate(projected[:-1])
         if mask is not None:
-            a = 1.0 + mask * (a - 1.0)
-            b = b * mask
-        h0 = ops.convert_to_tensor(initial_states[0], a.dtype)
-        return [scans.linear_recurrence(a, b, h0)]
+            mask = scans.to_chunks(mask, chunk)
+        h0 = ops.convert_to_tensor(initial_states[0], update.dtype)
+        return scans.gated_recurrence(update, projected[-1], h0, steps, mask, last_only)
 
 
 @keras.saving.register_keras_serializable(package="rnn_keras")
@@ -133,11 +170,9 @@ class MinGRUCell(MinimalCell):
 
     gates = 2
 
-    def coefficients(self, projected):
-        k, candidate = ops.split(projected, 2, axis=-1)
-        # exp(-softplus(k)) and exp(-softplus(-k)), the paper's log(1 - z) and log z
-        # exponentiated, are sigmoid(-k) and sigmoid(k): 3 operations instead of 7.
-        return ops.sigmoid(-k), ops.sigmoid(k) * positive_candidate(candidate)
+    def update_gate(self, gate_projections):
+        # exp(-softplus(-k)), the paper's log z exponentiated, is sigmoid(k).
+        return ops.sigmoid(gate_projections[0])
 
 
 @keras.saving.register_keras_serializable(package="rnn_keras")
@@ -177,10 +212,7 @@ class MinLSTMCell(MinimalCell):
 
     gates = 3
 
-    def coefficients(self, projected):
-        k_forget, k_input, candidate = ops.split(projected, 3, axis=-1)
-        # log f - log i, with log sigmoid(k) = -softplus(-k).
-        difference = ops.softplus(-k_input) - ops.softplus(-k_forget)
-        forget = ops.sigmoid(difference)
-        update = ops.sigmoid(-difference)
-        return forget, update * positive_candidate(candidate)
+    def update_gate(self, gate_projections):
+        # i' = i / (f + i) = sigmoid(log i - log f), with log sigmoid(k) = -softplus(-k).
+        k_forget, k_input = gate_projections
+        return ops.sigmoid(ops.softplus(-k_forget) - ops.softplus(-k_input))
