@@ -138,27 +138,30 @@ def _combine(local, decay, incoming):
     return [value + rate * incoming for value, rate in zip(local, decay, strict=True)]
 
 
-def gated_recurrence(update, candidate, h0, steps, mask=None, last_only=False):
+def gated_recurrence(updates, candidates, h0, steps, masks=None, last_only=False):
     """h_t = (1 - z_t) h_{t-1} + z_t g(c_t), z_t = update_t mask_t, over chunks of time.
 
     The minimal cells' recurrence (`rnn_keras.cells.minimal`), with g the
     paper's positive candidate, g(c) = c + 0.5 for c >= 0 and sigmoid(c)
     below. One fused operation with a hand-written gradient: positions
-    within a chunk advance together (one slice each), a log-depth
-    `scan_pairs` carries the state across chunks, and the backward pass is
-    the same scan from the end, dL/dh_t = u_t + a_{t+1} dL/dh_{t+1}. Keras's
-    autodiff of the same expressions made about three times as many passes
-    over the sequence.
+    within a chunk advance together, a log-depth `scan_pairs` carries the
+    state across chunks, and the backward pass is the same scan from the
+    end, dL/dh_t = u_t + a_{t+1} dL/dh_{t+1}. Everything is computed one
+    chunk position at a time, on blocks of `(chunks, batch, units)` that stay
+    in the CPU's cache from one operation to the next; Keras's autodiff of
+    the same expressions over whole sequences made about three times as many
+    passes through memory.
 
     Args:
-        update: `(chunk, chunks, batch, units)`, z before the mask, in [0, 1],
-            laid out by `to_chunks`.
-        candidate: the same shape, c before g.
+        updates: list over the chunk positions p of `(chunks, batch, units)`,
+            z at steps n * chunk + p before the mask, in [0, 1] (the layout
+            of `to_chunks`, unstacked).
+        candidates: the same, c before g.
         h0: `(batch, units)`, any sign.
         steps: the real length (static int or scalar tensor); the padding of
             `to_chunks` after it is dropped.
-        mask: `(chunk, chunks, batch, 1)` of 0/1 or None; masked steps hold
-            the state.
+        masks: the same list of `(chunks, batch, 1)` 0/1 blocks, or None;
+            masked steps hold the state.
         last_only: return h_{T-1} alone (`steps` must then be static); its
             gradient skips the zeros of every other step.
 
@@ -168,22 +171,23 @@ def gated_recurrence(update, candidate, h0, steps, mask=None, last_only=False):
 
     Example:
 
-    >>> z = ops.full((1, 2, 1, 1), 0.5)  # two steps, chunks of one step
-    >>> c = ops.ones((1, 2, 1, 1))  # g(1) = 1.5
-    >>> gated_recurrence(z, c, ops.zeros((1, 1)), 2)[:, 0, 0]  # 0.75, 1.125
+    >>> z, c = [ops.full((2, 1, 1), 0.5)], [ops.ones((2, 1, 1))]  # chunks of one step
+    >>> gated_recurrence(z, c, ops.zeros((1, 1)), 2)[:, 0, 0]  # g(1) = 1.5: 0.75, 1.125
     """
-    chunk = update.shape[0]
+    chunk = len(updates)
 
-    def run(update, candidate, h0):
-        z = update if mask is None else update * mask
-        a = 1.0 - z
-        nonnegative = candidate >= 0
-        sigmoid = ops.sigmoid(candidate)
-        g = ops.where(nonnegative, candidate + 0.5, sigmoid)
-        b = z * g
-        local, decay = _within_chunks(
-            [a[p] for p in range(chunk)], [b[p] for p in range(chunk)], reverse=False
-        )
+    def run(*values):
+        updates, candidates, h0 = values[:chunk], values[chunk:-1], values[-1]
+        z, a, g, b = [], [], [], []
+        for p in range(chunk):
+            z_p = updates[p] if masks is None else updates[p] * masks[p]
+            c_p = candidates[p]
+            g_p = ops.where(c_p >= 0, c_p + 0.5, ops.sigmoid(c_p))
+            z.append(z_p)
+            a.append(1.0 - z_p)
+            g.append(g_p)
+            b.append(z_p * g_p)
+        local, decay = _within_chunks(a, b, reverse=False)
         # The state entering each chunk: h0, then the ends of the chunks before.
         first = ops.expand_dims(local[-1][0] + decay[-1][0] * h0, 0)
         ends = scan_pairs(decay[-1], ops.concatenate([first, local[-1][1:]], axis=0))
@@ -202,30 +206,33 @@ def gated_recurrence(update, candidate, h0, steps, mask=None, last_only=False):
                 zeros = ops.zeros_like(a[0])
                 row = ops.concatenate([zeros[:-1], ops.expand_dims(upstream, 0)], axis=0)
                 return [row if position == last else zeros for position in range(chunk)]
-            padding = ops.shape(a)[1] * chunk - steps
+            padding = ops.shape(a[0])[0] * chunk - steps
             if not isinstance(padding, int) or padding:
                 zeros = ops.zeros((padding, *shape), dtype=upstream.dtype)
                 upstream = ops.concatenate([upstream, zeros], axis=0)
             upstream = ops.reshape(upstream, (-1, chunk, *shape))
-            return [upstream[:, position] for position in range(chunk)]
+            return ops.unstack(upstream, chunk, axis=1)
 
         def grad(upstream):
             # a at the next step: the next position, or position 0 of the next chunk.
             after_chunk = ops.concatenate([a[0][1:], ops.zeros_like(a[0][:1])], axis=0)
-            following = [a[p] for p in range(1, chunk)] + [after_chunk]
-            local, decay = _within_chunks(following, upstream_per_position(upstream), reverse=True)
+            local, decay = _within_chunks(
+                a[1:] + [after_chunk], upstream_per_position(upstream), reverse=True
+            )
             ends = scan_pairs(decay[0], local[0], reverse=True)
             incoming = ops.concatenate([ends[1:], ops.zeros_like(ends[:1])], axis=0)
             d_states = _combine(local, decay, incoming)
             before_chunk = ops.concatenate([ops.expand_dims(h0, 0), states[-1][:-1]], axis=0)
             previous = [before_chunk] + states[:-1]
-            d_update = ops.stack([d * (g[p] - previous[p]) for p, d in enumerate(d_states)], axis=0)
-            if mask is not None:
-                d_update = d_update * mask
-            slope = ops.where(nonnegative, 1.0, sigmoid * (1.0 - sigmoid))
-            d_candidate = ops.stack(d_states, axis=0) * z * slope
-            return d_update, d_candidate, a[0][0] * d_states[0][0]
+            d_updates, d_candidates = [], []
+            for p, d in enumerate(d_states):
+                d_z = d * (g[p] - previous[p])
+                d_updates.append(d_z if masks is None else d_z * masks[p])
+                # g'(c) = 1 for c >= 0 (g >= 0.5), else sigmoid' = g (1 - g).
+                slope = ops.where(g[p] >= 0.5, 1.0, g[p] * (1.0 - g[p]))
+                d_candidates.append(d * z[p] * slope)
+            return (*d_updates, *d_candidates, a[0][0] * d_states[0][0])
 
         return output, grad
 
-    return ops.custom_gradient(run)(update, candidate, h0)
+    return ops.custom_gradient(run)(*updates, *candidates, h0)

@@ -192,7 +192,7 @@ def test_gated_recurrence_equals_a_loop_with_its_gradients(steps, last_only):
 
     def scanned(update, candidate, h0):
         chunk = scans.chunk_length(steps)
-        chunked = [scans.to_chunks(value, chunk) for value in (update, candidate, mask)]
+        chunked = [tf.unstack(scans.to_chunks(value, chunk)) for value in (update, candidate, mask)]
         return scans.gated_recurrence(chunked[0], chunked[1], h0, steps, chunked[2], last_only)
 
     def with_gradients(function):
@@ -211,7 +211,9 @@ def test_gated_recurrence_equals_a_loop_with_its_gradients(steps, last_only):
 def test_min_lstm_gates_stay_finite_where_f_plus_i_underflows():
     """The log-space normalisation: with f and i both ~exp(-200), f / (f + i) is still 1/2."""
     cell = rnn_keras.MinLSTMCell(1)
-    projected = np.array([[-200.0, -200.0, 1.0], [-300.0, -310.0, -1.0]], "float32")
+    # The step's input holds -k_f and -k_i (`MinLSTMCell.gate_weights`): here
+    # k_f, k_i = -200, -200 and -300, -310.
+    projected = np.array([[200.0, 200.0, 1.0], [300.0, 310.0, -1.0]], "float32")
     forget, update = cell.coefficients(projected)
     np.testing.assert_allclose(forget, [[0.5], [1.0 / (1.0 + np.exp(-10.0))]], rtol=1e-6)
     # b = i' * g(h~): g(1) = 1.5, g(-1) = sigmoid(-1).
@@ -228,6 +230,44 @@ def test_min_gru_follows_the_paper_equations():
     z = 1.0 / (1.0 + np.exp(-projected[0, :2]))
     candidate = np.array([1.2 + 0.5, 1.0 / (1.0 + np.exp(0.7))])
     np.testing.assert_allclose(output[0], (1.0 - z) * h[0] + z * candidate, rtol=1e-6)
+
+
+def paper_equations(kind, sequences, kernel, bias, h0):
+    """NumPy: the paper's minGRU / minLSTM over `(batch, time, features)` from the weights."""
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    g = lambda x: np.where(x >= 0, x + 0.5, sigmoid(x))  # noqa: E731
+    blocks = np.split(sequences @ kernel + bias, 3 if kind == "minlstm" else 2, axis=-1)
+    h, outputs = h0, []
+    for t in range(sequences.shape[1]):
+        if kind == "minlstm":
+            f, i = sigmoid(blocks[0][:, t]), sigmoid(blocks[1][:, t])
+            h = f / (f + i) * h + i / (f + i) * g(blocks[2][:, t])
+        else:
+            z = sigmoid(blocks[0][:, t])
+            h = (1.0 - z) * h + z * g(blocks[1][:, t])
+        outputs.append(h)
+    return np.stack(outputs, axis=1)
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_layer_follows_the_paper_equations_with_its_weights(kind):
+    """The layer (scan) and the cell's step from the stored kernel and bias, against NumPy:
+    the gate order (f, i, h) / (z, h) and the signs inside are the paper's."""
+    rng = np.random.default_rng(21)
+    cell = CELLS[kind](UNITS)
+    layer = rnn_keras.Recurrent(cell, return_sequences=True)
+    sequences = rng.standard_normal((2, 23, FEATURES)).astype("float32")
+    h0 = rng.standard_normal((2, UNITS)).astype("float32")
+    layer(sequences)
+    randomize_weights(cell, rng, scale=1.0)
+    expected = paper_equations(
+        kind, sequences, cell.kernel.numpy(), cell.bias.numpy(), h0.astype("float64")
+    )
+    close(layer(sequences, initial_state=[h0]), expected, f"{kind} scan")
+    state = h0
+    for t in range(sequences.shape[1]):
+        state, _ = cell(sequences[:, t], [state])
+    close(state, expected[:, -1], f"{kind} step")
 
 
 @pytest.mark.parametrize("kind", sorted(CELLS))

@@ -19,7 +19,7 @@ from the logs, they stay finite where f + i itself would underflow to 0.
 import keras
 from keras import ops
 
-from rnn_keras import loops, scans
+from rnn_keras import scans
 from rnn_keras.cells.base import RecurrentCell
 
 
@@ -71,8 +71,8 @@ class MinimalCell(RecurrentCell):
         return True
 
     def project_inputs(self, inputs):
-        projected = ops.matmul(inputs, self.kernel)
-        return projected if self.bias is None else loops.add_bias(projected, self.bias)
+        """The step's input: every gate's `project_gates` output, side by side."""
+        return ops.concatenate(self.project_gates(inputs), axis=-1)
 
     def project_gates(self, inputs):
         """inputs W + b for each gate (candidate last), one product per gate.
@@ -89,9 +89,16 @@ class MinimalCell(RecurrentCell):
             kernel = ops.concatenate([kernel, ops.expand_dims(self.bias, 0)], axis=0)
         units = self.units
         return [
-            ops.matmul(inputs, kernel[:, gate * units : (gate + 1) * units])
+            ops.matmul(
+                inputs, self.gate_weights(kernel[:, gate * units : (gate + 1) * units], gate)
+            )
             for gate in range(self.gates)
         ]
+
+    def gate_weights(self, block, gate):
+        """The weights (kernel rows, then the bias) that give `update_gate` its input for
+        `gate`: the kernel's block of columns itself, unless a subclass needs another sign."""
+        return block
 
     def update_gate(self, gate_projections):
         """z in [0, 1] of h_t = (1 - z_t) h_{t-1} + z_t g(h~_t), from the projections of
@@ -126,12 +133,18 @@ class MinimalCell(RecurrentCell):
     def _scan(self, inputs, initial_states, mask, last_only):
         steps = inputs.shape[0] if inputs.shape[0] is not None else ops.shape(inputs)[0]
         chunk = scans.chunk_length(inputs.shape[0])
-        projected = self.project_gates(scans.to_chunks(inputs, chunk))
-        update = self.update_gate(projected[:-1])
+        # One block per chunk position: the gates and the scan then work on blocks
+        # that stay in the cache (unstacking aliases; its gradient is one stack).
+        projected = [
+            ops.unstack(gate, chunk, axis=0)
+            for gate in self.project_gates(scans.to_chunks(inputs, chunk))
+        ]
+        updates = [self.update_gate(gates) for gates in zip(*projected[:-1], strict=True)]
+        masks = None
         if mask is not None:
-            mask = scans.to_chunks(mask, chunk)
-        h0 = ops.convert_to_tensor(initial_states[0], update.dtype)
-        return scans.gated_recurrence(update, projected[-1], h0, steps, mask, last_only)
+            masks = ops.unstack(scans.to_chunks(mask, chunk), chunk, axis=0)
+        h0 = ops.convert_to_tensor(initial_states[0], updates[0].dtype)
+        return scans.gated_recurrence(updates, projected[-1], h0, steps, masks, last_only)
 
 
 @keras.saving.register_keras_serializable(package="rnn_keras")
@@ -212,7 +225,12 @@ class MinLSTMCell(MinimalCell):
 
     gates = 3
 
+    def gate_weights(self, block, gate):
+        # The gates enter only as -k (log sigmoid(k) = -softplus(-k)): negating their
+        # weights, not the (time, batch, units) projections, saves a pass each way.
+        return -block if gate < 2 else block
+
     def update_gate(self, gate_projections):
-        # i' = i / (f + i) = sigmoid(log i - log f), with log sigmoid(k) = -softplus(-k).
-        k_forget, k_input = gate_projections
-        return ops.sigmoid(ops.softplus(-k_forget) - ops.softplus(-k_input))
+        # i' = i / (f + i) = sigmoid(log i - log f), from -k_f and -k_i.
+        negative_k_forget, negative_k_input = gate_projections
+        return ops.sigmoid(ops.softplus(negative_k_forget) - ops.softplus(negative_k_input))
