@@ -177,3 +177,26 @@ def test_layer_with_random_weights_equals_brute_force():
     }
     np.testing.assert_array_equal(np.asarray(tags_out), np.asarray(results["tags"]))
     _check_against_brute_force(results, potentials, tags, lengths, parameters)
+
+
+def test_no_mask_means_every_step_is_real():
+    """mask=None equals an all-ones mask for the score, the partition, the likelihood and
+    Viterbi (tags and best score), on a full-length random batch."""
+    rng = np.random.default_rng(17)
+    potentials = rng.normal(size=(3, TIME, 4)).astype("float32")
+    tags = rng.integers(0, 4, size=(3, TIME))
+    transitions, start, end = (rng.normal(size=shape).astype("float32") for shape in [(4, 4), 4, 4])
+    ones = np.ones((3, TIME), bool)
+    for function, arguments in [
+        (crf_sequence_score, (potentials, tags)),
+        (crf_log_norm, (potentials,)),
+        (crf_log_likelihood, (potentials, tags)),
+        (crf_decode, (potentials,)),
+    ]:
+        expected = function(*arguments, ones, transitions, start, end)
+        actual = function(*arguments, None, transitions, start, end)
+        for value, reference in zip(
+            tf.nest.flatten(actual), tf.nest.flatten(expected), strict=True
+        ):
+            np.testing.assert_allclose(value, reference, **TOLERANCE, err_msg=function.__name__)
+            assert value.shape == reference.shape and value.dtype == reference.dtype
