@@ -5,7 +5,7 @@ at a time. This script runs it in a scratch copy of the repository (so the check
 `mutants/` folder), one module at a time with only the tests that module answers to, and
 prints the score per module and the surviving mutants with their diffs:
 
-    python benchmarks/mutation_score.py                      # crf attention decoding kernels
+    python benchmarks/mutation_score.py                      # every module in MODULES
     python benchmarks/mutation_score.py crf attention --max-children 2
     python benchmarks/mutation_score.py crf --report-only    # reprint the last results
 
@@ -42,6 +42,20 @@ MODULES = {
         ["rnn_keras/kernels.py"],
         ["tests/test_recurrent.py", "tests/test_cells.py", "-k", "not fresh and not fit"],
     ),
+    # The shared pipeline modules (apps/common/).
+    "data": (
+        ["apps/common/data.py"],
+        [
+            "tests/test_common_data.py",
+            "tests/test_metrics.py",
+            "tests/test_ner_data.py",
+            "tests/test_sentiment_data.py",
+            "tests/test_textgen_data.py",
+            "tests/test_forecast_data.py",
+        ],
+    ),
+    "export": (["apps/common/export.py"], ["tests/test_export.py"]),
+    "metrics": (["apps/common/metrics.py"], ["tests/test_metrics.py", "tests/test_ner_metrics.py"]),
 }
 STATUS_LINE = re.compile(r"^\s*(?P<name>[\w.]+__mutmut_\d+): (?P<status>.+)$")
 
@@ -85,12 +99,12 @@ def _without_xdist(match):
 
 
 def prepare(workdir, files, tests, fresh):
-    """Copies rnn_keras/, tests/ and pyproject.toml (its [tool.mutmut] narrowed) to workdir."""
+    """Copies rnn_keras/, apps/, tests/ and pyproject.toml (its [tool.mutmut] narrowed) to workdir."""
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for folder in ("rnn_keras", "tests"):
+    for folder in ("rnn_keras", "apps", "tests"):
         target = workdir / folder
         if target.exists():
             shutil.rmtree(target)
@@ -199,6 +213,9 @@ def main():
             again = {"check was interrupted by user"}
             if options.retest_survivors:
                 again.add("survived")
+                # mutmut maps tests to the functions they reach once, and a test added
+                # later stayed unmapped (it ran against no mutant): collect them again.
+                (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
             names = []
             if (workdir / "mutants").exists():
                 names = [n for n, s in results(workdir).items() if s in again]

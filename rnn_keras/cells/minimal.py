@@ -7,13 +7,13 @@ with a parallel scan (`rnn_keras.scans`), with no time loop, in training and
 inference alike.
 
 The coefficients follow the paper's log-space form: log z = -softplus(-k),
-log(1 - z) = -softplus(k) (exponentiated, sigmoid(k) and sigmoid(-k), which
-is how minGRU computes them: each is exact in float32 and cheaper), and the
-candidate goes through
-g(x) = x + 0.5 for x >= 0, sigmoid(x) otherwise (positive, as the paper's
-log-space version needs). minLSTM's normalised gates f / (f + i) and
-i / (f + i) are sigmoid(log f - log i) and sigmoid(log i - log f): computed
-from the logs, they stay finite where f + i itself would underflow to 0.
+log(1 - z) = -softplus(k) (exponentiated: z = sigmoid(k), which is how
+minGRU computes it, exact in float32 and cheaper), and the candidate goes
+through g(x) = x + 0.5 for x >= 0, sigmoid(x) otherwise (positive, as the
+paper's log-space version needs). Both cells are then
+h_t = (1 - z_t) h_{t-1} + z_t g(h~_t), with minLSTM's z the normalised input
+gate i / (f + i) = sigmoid(log i - log f): computed from the logs, it stays
+finite where f + i itself would underflow to 0.
 """
 
 import keras
