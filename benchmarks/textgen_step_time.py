@@ -103,7 +103,7 @@ def main():
     rows = []
     first = None  # the config of the first variant: the shape of the PyTorch rows
     for variant in arguments.variants:
-        overrides = dict(part.split("=", 1) for part in variant.split(",") if part)
+        overrides = [part for part in variant.split(",") if part]
         seconds, config = keras_seconds_per_step(overrides, arguments.steps)
         characters = config.train.batch_size * config.data.window
         rows.append((f"rnn_keras {variant}", seconds, characters))
