@@ -128,8 +128,6 @@ def test_ner_help_answers_without_loading_tensorflow():
         (None, ("O", None)),
         ("B-PER", ("B", "PER")),
         ("I-PER", ("I", "PER")),
-        ("E-PER", ("E", "PER")),  # IOBES prefixes are accepted
-        ("S-PER", ("S", "PER")),
         ("B-WORK-OF-ART", ("B", "WORK-OF-ART")),  # the kind is all after the first hyphen
         ("I-WORK-OF-ART", ("I", "WORK-OF-ART")),
     ],
@@ -138,7 +136,9 @@ def test_split_tag_prefix_and_kind(tag, expected):
     assert _split_tag(tag) == expected
 
 
-@pytest.mark.parametrize("tag", ["PER", "X-PER", "b-PER", "-PER", "B-", "I-", "S-", "o"])
+@pytest.mark.parametrize(
+    "tag", ["PER", "X-PER", "b-PER", "-PER", "B-", "I-", "S-", "o", "E-PER", "S-PER"]
+)
 def test_split_tag_rejects_a_bad_prefix_or_a_missing_kind(tag):
     with pytest.raises(
         ValueError, match=f"^{re.escape(f'tag {tag!r} is neither O nor <B|I>-<type>')}$"

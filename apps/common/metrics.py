@@ -73,7 +73,9 @@ def _split_tag(tag):
     if tag in ("O", "", None):
         return "O", None
     prefix, _, kind = tag.partition("-")
-    if not kind or prefix not in ("B", "I", "E", "S"):
+    # IOBES's E- and S- would be scored wrongly (an S- entity dropped, an E- one cut
+    # short) by the IOB span rules below: refused, as the message says.
+    if not kind or prefix not in ("B", "I"):
         raise ValueError(f"tag {tag!r} is neither O nor <B|I>-<type>")
     return prefix, kind
 
