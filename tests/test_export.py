@@ -97,6 +97,7 @@ def test_versions_of_a_missing_dir_is_empty(tmp_path):
 def test_versions_lists_digit_names_only(tmp_path):
     for name in ["1", "10", "tmp", "2a", ".3.partial"]:
         os.mkdir(tmp_path / name)
+    (tmp_path / "7").write_text("a file, not a version")
     assert sorted(export._versions(str(tmp_path))) == [1, 10]
 
 

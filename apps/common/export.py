@@ -24,10 +24,12 @@ EXTRA_DIR = "assets.extra"
 
 
 def check_input_shape(tensor, spec):
-    """Fails with "Shape of tensor <input name> [...] is not compatible with expected shape".
+    """`tensor` unchanged, or an InvalidArgumentError naming the input `spec.name`.
 
     A signature checks dtypes itself, but a reloaded SavedModel passes a wrongly shaped
-    input on to the first op that minds, whose error names that op, not the input.
+    input on to the first op that minds, whose error names that op, not the input. The
+    error reads "Shape of tensor <argument> [...] is not compatible with expected shape"
+    and carries the spec's name (`{{node <name>}}` in a graph, `name: <name>` eagerly).
     """
     import tensorflow as tf
 
@@ -37,7 +39,11 @@ def check_input_shape(tensor, spec):
 def _versions(app_dir):
     if not os.path.isdir(app_dir):
         return []
-    return [int(name) for name in os.listdir(app_dir) if name.isdigit()]
+    return [
+        int(name)
+        for name in os.listdir(app_dir)
+        if name.isdigit() and os.path.isdir(os.path.join(app_dir, name))
+    ]
 
 
 def claim_version_dir(base_dir, app_name, attempts=100):
