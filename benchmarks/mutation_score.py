@@ -212,7 +212,9 @@ def main():
             # A stopped run leaves mutants "interrupted", with no verdict: test them again.
             again = {"check was interrupted by user"}
             if options.retest_survivors:
-                again.add("survived")
+                # Timeouts too: a run paused or starved of CPU times out mutants that a
+                # test would have killed or not.
+                again.update(("survived", "timeout"))
                 # mutmut maps tests to the functions they reach once, and a test added
                 # later stayed unmapped (it ran against no mutant): collect them again.
                 (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
