@@ -8,6 +8,7 @@ prints the score per module and the surviving mutants with their diffs:
     python benchmarks/mutation_score.py                      # every module in MODULES
     python benchmarks/mutation_score.py crf attention --max-children 2
     python benchmarks/mutation_score.py crf --report-only    # reprint the last results
+    python benchmarks/mutation_score.py data --retest-survivors --retest-only
 
 The score is killed (timeouts included) over killed + survived, as `mutmut export-cicd-stats`
 counts it; mutants that no selected test reaches ("no tests") are listed separately.
@@ -36,7 +37,10 @@ MODULES = {
         ["rnn_keras/crf.py"],
         ["tests/test_crf.py", "tests/test_crf_random.py", "-k", "not crf_model"],
     ),
-    "attention": (["rnn_keras/attention/*.py"], ["tests/test_attention.py", "-k", "not fresh"]),
+    "attention": (
+        ["rnn_keras/attention/*.py"],
+        ["tests/test_attention.py", "tests/test_attention_options.py", "-k", "not fresh"],
+    ),
     "decoding": (["rnn_keras/decoding.py"], ["tests/test_decoding.py", "-k", "not seq2seq"]),
     "kernels": (
         ["rnn_keras/kernels.py"],
@@ -47,6 +51,7 @@ MODULES = {
         ["apps/common/data.py"],
         [
             "tests/test_common_data.py",
+            "tests/test_data_messages.py",
             "tests/test_metrics.py",
             "tests/test_ner_data.py",
             "tests/test_sentiment_data.py",
@@ -197,6 +202,11 @@ def main():
         "--retest-survivors", action="store_true", help="test earlier survivors again"
     )
     parser.add_argument("--report-only", action="store_true", help="print the last results")
+    parser.add_argument(
+        "--retest-only",
+        action="store_true",
+        help="with --retest-survivors: test only the earlier survivors, not the unchecked rest",
+    )
     parser.add_argument("--no-diffs", action="store_true", help="list survivors without diffs")
     parser.add_argument("--json", type=Path, help="also write the scores to this file")
     options = parser.parse_args()
@@ -225,7 +235,8 @@ def main():
             children = ("--max-children", str(options.max_children))
             if names:
                 mutmut(workdir, "run", *children, *names)
-            mutmut(workdir, "run", *children)
+            if not options.retest_only:
+                mutmut(workdir, "run", *children)
             seconds = time.perf_counter() - start
         statuses = results(workdir)
         summary.append(report(module, workdir, statuses, seconds, not options.no_diffs))

@@ -267,7 +267,8 @@ class Recurrent(keras.layers.Layer):
         Training runs the cell's fused kernel where it has one (it saves what
         its hand-written backward pass needs), in chunks of time; otherwise the
         plain state loop, which does less work. Inference that needs only the
-        final states asks the cell for its state-only loop first. `outputs` is
+        final states asks the cell for its state-only loop first (training too, for a
+        cell that scans in parallel). `outputs` is
         None when neither the returned sequence nor the mask needs it.
         """
         cell = self.cell
