@@ -36,7 +36,7 @@ operation over a whole `(time, batch, units)` sequence is one pass through
 memory. Working one chunk position at a time on `(chunks, batch, units)`
 blocks that stay in the cache, with the gate coefficients and their
 gradient inside the same hand-written operation, took minGRU's training
-step at 1,000 steps from 4.3x to about 6x faster than our LSTM's
+step at 1,000 steps from 4.3x to 6-7x faster than our LSTM's
 (`benchmarks/speed_vs_pytorch.py`; the table is in benchmarks/README.md).
 """
 
