@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.textgen import cpu_model  # noqa: E402
+from benchmarks.textgen_step_time import torch_char_model  # noqa: E402
 
 
 def parse_arguments():
@@ -65,19 +66,14 @@ class TorchRun:
 
         torch.manual_seed(0)
         self.torch = torch
-        self.embedding = torch.nn.Embedding(vocabulary_size + 1, embedding_dim)
-        self.lstm = torch.nn.LSTM(embedding_dim, units, 2, batch_first=True)
-        self.logits = torch.nn.Linear(units, vocabulary_size + 1)
-        modules = (self.embedding, self.lstm, self.logits)
-        parameters = [p for module in modules for p in module.parameters()]
-        self.optimizer = torch.optim.AdamW(parameters, learning_rate)
+        self.model = torch_char_model("lstm", vocabulary_size, embedding_dim, units, 2)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), learning_rate)
 
     def loss(self, ids, targets):
-        logits = self.logits(self.lstm(self.embedding(self.torch.from_numpy(ids)))[0])
+        logits = self.model(self.torch.from_numpy(ids))
         flat = logits.reshape(-1, logits.shape[-1])
-        return self.torch.nn.functional.cross_entropy(
-            flat, self.torch.from_numpy(targets).reshape(-1)
-        )
+        targets = self.torch.from_numpy(targets).reshape(-1)
+        return self.torch.nn.functional.cross_entropy(flat, targets)
 
     def train(self, ids, targets):
         self.optimizer.zero_grad()

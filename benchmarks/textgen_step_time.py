@@ -58,26 +58,34 @@ def keras_seconds_per_step(overrides, steps):
     return (time.perf_counter() - started) / steps, config
 
 
-def torch_seconds_per_step(kind, config, steps):
+def torch_char_model(kind, vocabulary_size, embedding_dim, units, num_layers):
+    """PyTorch's character model of the same size: embedding, `nn.LSTM`/`nn.GRU`, logits.
+
+    Ids 1..vocabulary_size are characters, 0 the unknown one (as the app's lookup).
+    """
     import torch
 
-    torch.manual_seed(0)
     recurrent_class = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
-    m = config.model
 
     class CharModel(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.embedding = torch.nn.Embedding(VOCABULARY_SIZE + 1, m.embedding_dim)
-            self.recurrent = recurrent_class(
-                m.embedding_dim, m.units, m.num_layers, batch_first=True
-            )
-            self.logits = torch.nn.Linear(m.units, VOCABULARY_SIZE + 1)
+            self.embedding = torch.nn.Embedding(vocabulary_size + 1, embedding_dim)
+            self.recurrent = recurrent_class(embedding_dim, units, num_layers, batch_first=True)
+            self.logits = torch.nn.Linear(units, vocabulary_size + 1)
 
         def forward(self, ids):
             return self.logits(self.recurrent(self.embedding(ids))[0])
 
-    model = CharModel()
+    return CharModel()
+
+
+def torch_seconds_per_step(kind, config, steps):
+    import torch
+
+    torch.manual_seed(0)
+    m = config.model
+    model = torch_char_model(kind, VOCABULARY_SIZE, m.embedding_dim, m.units, m.num_layers)
     optimizer = torch.optim.AdamW(model.parameters(), config.train.learning_rate)
     shape = (config.train.batch_size, config.data.window)
     ids = torch.randint(0, VOCABULARY_SIZE + 1, shape)

@@ -89,6 +89,11 @@ def scan_pairs(a, b, reverse=False):
     return ops.while_loop(cond, body, (ops.convert_to_tensor(1, "int32"), a, b))[2]
 
 
+def positive_candidate(x):
+    """The minimal cells' g: x + 0.5 for x >= 0, sigmoid(x) below; continuous and positive."""
+    return ops.where(x >= 0, x + 0.5, ops.sigmoid(x))
+
+
 def chunk_length(steps):
     """Steps per chunk for a sequence of `steps` (None: unknown).
 
@@ -188,7 +193,7 @@ def gated_recurrence(updates, candidates, h0, steps, masks=None, last_only=False
         for p in range(chunk):
             z_p = updates[p] if masks is None else updates[p] * masks[p]
             c_p = candidates[p]
-            g_p = ops.where(c_p >= 0, c_p + 0.5, ops.sigmoid(c_p))
+            g_p = positive_candidate(c_p)
             z.append(z_p)
             a.append(1.0 - z_p)
             g.append(g_p)

@@ -1,6 +1,6 @@
 """The errors that mean "the user has something to fix": one hierarchy, no TensorFlow import.
 
-Library and pipeline code raise these (never `SystemExit`), so a run, an export or a data
+Library and pipeline code raise these and never end the process, so a run, an export or a data
 source opened from a notebook raises an exception the caller can catch. Only the command
 line (`apps.common.cli`) turns a `UserError` into a one-line message and exit status 2;
 anything else is a bug and keeps its traceback.

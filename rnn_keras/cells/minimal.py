@@ -21,11 +21,7 @@ from keras import ops
 
 from rnn_keras import scans
 from rnn_keras.cells.base import RecurrentCell
-
-
-def positive_candidate(x):
-    """The paper's g: x + 0.5 for x >= 0, sigmoid(x) below; continuous and positive."""
-    return ops.where(x >= 0, x + 0.5, ops.sigmoid(x))
+from rnn_keras.scans import positive_candidate
 
 
 class MinimalCell(RecurrentCell):
