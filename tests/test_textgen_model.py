@@ -216,3 +216,20 @@ def test_beam_search_of_width_one_is_greedy_and_scores_its_beams():
         np.testing.assert_allclose(
             float(tf.reduce_sum(picked[0, len(prompt) - 1 :])), float(log_probs[row]), rtol=1e-4
         )
+
+
+def test_embedding_starts_normal_with_the_configured_deviation():
+    """`model.embedding_stddev` draws N(0, s^2) (PyTorch's 1.0); unset keeps uniform ±0.05."""
+    vocabulary = [chr(code) for code in range(33, 127)]
+
+    def embeddings(**overrides):
+        model = textgen_model.build_model(tiny_config(**overrides), {"vocabulary": vocabulary})
+        _, network = textgen_model.parts(model)
+        return network.embedding.embeddings.numpy()
+
+    default = embeddings(**{"model.embedding_dim": 32})
+    assert np.abs(default).max() <= 0.05 and default.std() > 0.02
+    normal = embeddings(**{"model.embedding_dim": 32, "model.embedding_stddev": 2.0})
+    # 95 x 32 draws: the sample deviation is within 5% of 2.0; uniform ±0.05 is far off.
+    assert normal.std() == pytest.approx(2.0, rel=0.05)
+    assert abs(normal.mean()) < 0.1 and np.abs(normal).max() > 4.0

@@ -78,3 +78,17 @@ def test_forecast_rejects_two_schedules_at_once():
     )
     with pytest.raises(ConfigError, match="model.lr_decay and train.learning_rate_schedule"):
         APP.check_config(config)
+
+
+def test_weight_decay_is_decoupled_from_the_gradient():
+    """train.weight_decay gives AdamW: with a zero gradient a weight still shrinks by lr * wd."""
+    optimizer = training.make_optimizer(TrainConfig(learning_rate=0.1, weight_decay=0.2))
+    weight = keras.Variable(np.full((3,), 5.0, "float32"))
+    optimizer.apply_gradients([(keras.ops.zeros((3,)), weight)])
+    np.testing.assert_allclose(weight.numpy(), 5.0 * (1 - 0.1 * 0.2), rtol=1e-6)
+    plain = training.make_optimizer(TrainConfig(learning_rate=0.1))
+    weight = keras.Variable(np.full((3,), 5.0, "float32"))
+    plain.apply_gradients([(keras.ops.zeros((3,)), weight)])
+    np.testing.assert_allclose(weight.numpy(), 5.0)
+    with pytest.raises(ConfigError, match=r"train.weight_decay: must be in \[0, 1\), got -0.1"):
+        training.make_optimizer(TrainConfig(weight_decay=-0.1))

@@ -51,6 +51,9 @@ class TrainConfig:
     )
     # Gradient clipping by global norm; None disables it.
     clipnorm: float | None = None
+    # Decoupled weight decay (AdamW, Loshchilov & Hutter 2019; PyTorch's AdamW uses 0.01)
+    # applied to every weight; None or 0 trains with plain Adam.
+    weight_decay: float | None = None
     # Polyak averaging: validation, checkpoints and exports use an exponential moving
     # average of the weights with this momentum (e.g. 0.999); None disables it.
     ema_momentum: float | None = None

@@ -44,13 +44,20 @@ CRASH_AFTER_EPOCH_VARIABLE = "RNN_KERAS_CRASH_AFTER_EPOCH"
 
 
 def make_optimizer(train_config):
-    """Adam with the configured learning rate, optional clipping by global norm and EMA."""
+    """Adam with the configured learning rate, optional clipping by global norm, decoupled
+    weight decay (AdamW) and EMA."""
     momentum = train_config.ema_momentum
     if momentum is not None and not 0.0 < momentum < 1.0:
         raise ConfigError(f"train.ema_momentum: must be in (0, 1), got {momentum!r}")
+    decay = train_config.weight_decay
+    if decay is not None and not 0.0 <= decay < 1.0:
+        raise ConfigError(f"train.weight_decay: must be in [0, 1), got {decay!r}")
+    # Keras applies an optimizer's weight_decay decoupled from the gradient, so Adam with
+    # it is AdamW.
     return keras.optimizers.Adam(
         learning_rate=train_config.learning_rate,
         clipnorm=train_config.clipnorm,
+        weight_decay=decay or None,
         use_ema=momentum is not None,
         ema_momentum=0.99 if momentum is None else momentum,
     )

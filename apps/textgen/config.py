@@ -44,6 +44,11 @@ class TextGenModelConfig:
     """Character lookup, embedding, stacked recurrent layers and the output layer."""
 
     embedding_dim: int = 64
+    # The embedding starts as N(0, embedding_stddev^2), as PyTorch's nn.Embedding does.
+    # Keras's uniform(-0.05, 0.05) (None) gives the first layer inputs about 30 times
+    # smaller and learned 0.25 nats/char less in the first 150 steps
+    # (benchmarks/textgen_per_step.py; benchmarks/README.md).
+    embedding_stddev: float | None = 1.0
     cell: str = dataclasses.field(default="lstm", metadata=choices(*CELLS))
     units: int = 512
     num_layers: int = 2

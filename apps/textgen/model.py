@@ -38,11 +38,13 @@ class CharNetwork(keras.layers.Layer):
         layer_norm: layer-normalised LSTM cells (Ba et al. 2016); LSTM only.
         tie_weights: logits = (h P) E^T + b with the embedding matrix E (Press & Wolf 2017),
             P a learned projection from `units` to `embedding_dim`.
+        embedding_stddev: the embedding starts as N(0, stddev^2) (PyTorch's `nn.Embedding`
+            draws N(0, 1)); None keeps Keras's uniform(-0.05, 0.05).
         carry_batch_size: above 0, training calls start from the states the previous
             training call ended with (stateful truncated backpropagation through time) for
             batches of exactly this size; `reset_carried_states()` zeroes them. Calls with
             `training=False` always start from zeros.
-        seed: dropout seed.
+        seed: dropout seed (the weights follow `keras.utils.set_random_seed`).
 
     Call arguments:
         ids: `(batch, time)` integer ids.
@@ -68,6 +70,7 @@ class CharNetwork(keras.layers.Layer):
         dropout=0.0,
         layer_norm=False,
         tie_weights=False,
+        embedding_stddev=None,
         carry_batch_size=0,
         seed=None,
         **kwargs,
@@ -81,12 +84,23 @@ class CharNetwork(keras.layers.Layer):
         self.dropout = float(dropout)
         self.layer_norm = bool(layer_norm)
         self.tie_weights = bool(tie_weights)
+        self.embedding_stddev = None if embedding_stddev is None else float(embedding_stddev)
         self.carry_batch_size = int(carry_batch_size)
         self.seed = seed
         if layer_norm and cell != "lstm":
             raise ValueError(f"layer_norm is an option of the lstm cell, not of {cell!r}")
         cell_options = {"layer_norm": True} if layer_norm else {}
-        self.embedding = keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
+        embedding_initializer = (
+            "uniform"
+            if embedding_stddev is None
+            else keras.initializers.RandomNormal(stddev=self.embedding_stddev)
+        )
+        self.embedding = keras.layers.Embedding(
+            vocabulary_size,
+            embedding_dim,
+            embeddings_initializer=embedding_initializer,
+            name="embedding",
+        )
         self.recurrent = [
             rnn_keras.Recurrent(
                 rnn_keras.make_cell(cell, units, **cell_options),
@@ -221,6 +235,7 @@ class CharNetwork(keras.layers.Layer):
             "dropout": self.dropout,
             "layer_norm": self.layer_norm,
             "tie_weights": self.tie_weights,
+            "embedding_stddev": self.embedding_stddev,
             "carry_batch_size": self.carry_batch_size,
             "seed": self.seed,
         }
@@ -257,6 +272,7 @@ def build_model(config, data_info, carry_batch_size=None):
         dropout=model_config.dropout,
         layer_norm=model_config.layer_norm,
         tie_weights=model_config.tie_weights,
+        embedding_stddev=model_config.embedding_stddev,
         carry_batch_size=carry_batch_size,
         seed=config.seed,
         name="char_network",
