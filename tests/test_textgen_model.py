@@ -219,7 +219,8 @@ def test_beam_search_of_width_one_is_greedy_and_scores_its_beams():
 
 
 def test_embedding_starts_normal_with_the_configured_deviation():
-    """`model.embedding_stddev` draws N(0, s^2) (PyTorch's 1.0); unset keeps uniform ±0.05."""
+    """`model.embedding_stddev` draws N(0, s^2) (default 1.0, as PyTorch); None keeps Keras's
+    uniform ±0.05."""
     vocabulary = [chr(code) for code in range(33, 127)]
 
     def embeddings(**overrides):
@@ -227,8 +228,9 @@ def test_embedding_starts_normal_with_the_configured_deviation():
         _, network = textgen_model.parts(model)
         return network.embedding.embeddings.numpy()
 
-    default = embeddings(**{"model.embedding_dim": 32})
-    assert np.abs(default).max() <= 0.05 and default.std() > 0.02
+    keras_default = embeddings(**{"model.embedding_dim": 32, "model.embedding_stddev": None})
+    assert np.abs(keras_default).max() <= 0.05 and keras_default.std() > 0.02
+    assert embeddings(**{"model.embedding_dim": 32}).std() == pytest.approx(1.0, rel=0.05)
     normal = embeddings(**{"model.embedding_dim": 32, "model.embedding_stddev": 2.0})
     # 95 x 32 draws: the sample deviation is within 5% of 2.0; uniform ±0.05 is far off.
     assert normal.std() == pytest.approx(2.0, rel=0.05)
