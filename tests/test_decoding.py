@@ -250,6 +250,54 @@ def test_sampling_respects_top_k_and_top_1_is_greedy():
     assert set(np.asarray(uniform["tokens"])[:, 0]) == set(range(7))
 
 
+def _first_step_probabilities(decoder, temperature):
+    logits = np.asarray(decoder(np.full((1, 1), START), MEMORY[:1], memory_mask=MEMORY_MASK[:1]))
+    scaled = logits[0, 0] / temperature
+    return np.exp(scaled - scaled.max()) / np.exp(scaled - scaled.max()).sum()
+
+
+@pytest.mark.parametrize("temperature", [None, 0.5, 3.0])
+def test_sampling_draws_from_softmax_of_logits_over_temperature(temperature):
+    """4,000 first tokens of one input follow softmax(logits / T) (T = 1 by default)."""
+    decoder = _decoder("luong", "luong", "lstm")
+    rows = 4000
+    memory, mask = np.repeat(MEMORY[:1], rows, axis=0), np.repeat(MEMORY_MASK[:1], rows, axis=0)
+    options = {} if temperature is None else {"temperature": temperature}
+    sampled = sampling_search(decoder, memory, START, END, 1, seed=21, memory_mask=mask, **options)
+    counts = np.bincount(np.asarray(sampled["tokens"])[:, 0], minlength=7)
+    expected = _first_step_probabilities(decoder, temperature or 1.0)
+    # Four binomial standard deviations (plus a floor for tokens of tiny probability).
+    tolerance = 4 * np.sqrt(expected * (1 - expected) / rows) + 2 / rows
+    np.testing.assert_array_less(np.abs(counts / rows - expected), tolerance)
+
+
+def test_sampling_is_seeded_accepts_top_k_up_to_the_vocabulary_and_starts_from_the_state():
+    decoder = _decoder("luong", "luong", "lstm")
+    memory, mask = np.repeat(MEMORY, 100, axis=0), np.repeat(MEMORY_MASK, 100, axis=0)
+
+    def tokens(**options):
+        defaults = {"temperature": 2.0, "seed": 5, "memory_mask": mask}
+        result = sampling_search(decoder, memory, START, END, 4, **{**defaults, **options})
+        return np.asarray(result["tokens"])
+
+    np.testing.assert_array_equal(tokens(), tokens())
+    assert np.mean(tokens() != tokens(seed=6)) > 0.3
+    # top_k equal to the vocabulary keeps every token: the same draws as no top_k.
+    np.testing.assert_array_equal(tokens(top_k=7), tokens())
+    with pytest.raises(ValueError, match=r"^`top_k` must be in \[1, 7\], got 8\.$"):
+        tokens(top_k=8)
+    with pytest.raises(ValueError, match=r"^`top_k` must be in \[1, 7\], got 0\.$"):
+        tokens(top_k=0)
+    # With top_k=1 sampling is greedy, from the given initial state too.
+    state = [np.random.default_rng(4).normal(size=(200, 8)).astype("float32") for _ in range(2)]
+    greedy = greedy_search(decoder, memory, START, END, 4, mask, state)
+    np.testing.assert_array_equal(
+        tokens(top_k=1, initial_state=state), np.asarray(greedy["tokens"])
+    )
+    from_zero = greedy_search(decoder, memory, START, END, 4, mask)
+    assert np.any(np.asarray(greedy["tokens"]) != np.asarray(from_zero["tokens"]))
+
+
 def test_errors_name_the_bad_value():
     decoder = _decoder("luong", "luong", "lstm")
     with pytest.raises(ValueError, match="style=.*'transformer'"):
