@@ -225,6 +225,10 @@ def test_beam_search_equals_brute_force(length_penalty):
     np.testing.assert_allclose(scores[:40], [s for s, _ in scored], rtol=1e-4)
     best, length = np.asarray(result["tokens"])[0, 0], int(result["lengths"][0, 0])
     assert tuple(best[:length]) == scored[0][1]
+    if length_penalty == 0.0:
+        # No penalty is the default: ranked by log-probability alone.
+        default = beam_search(decoder, memory, START, END, max_length, 64, memory_mask=mask)
+        np.testing.assert_allclose(np.asarray(default["scores"])[0], scores, rtol=1e-6)
     # A small beam keeps the best hypotheses it can still reach, best first.
     small = beam_search(decoder, memory, START, END, max_length, 3, length_penalty, mask)
     assert np.all(np.diff(np.asarray(small["scores"])[0]) <= 0)
