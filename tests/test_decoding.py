@@ -302,6 +302,26 @@ def test_sampling_is_seeded_accepts_top_k_up_to_the_vocabulary_and_starts_from_t
     assert np.any(np.asarray(greedy["tokens"]) != np.asarray(from_zero["tokens"]))
 
 
+def test_searches_build_an_unbuilt_decoder_and_a_beam_of_two_scores_its_hypotheses():
+    keras.utils.set_random_seed(0)
+    decoder = AttentionDecoder(cells.make_cell("gru", 8), 7, 4, attention=LuongAttention())
+    assert not decoder.built
+    first = greedy_search(decoder, MEMORY, START, END, 4, memory_mask=MEMORY_MASK)
+    assert decoder.built and len(decoder.trainable_weights) > 0
+    again = greedy_search(decoder, MEMORY, START, END, 4, memory_mask=MEMORY_MASK)
+    np.testing.assert_array_equal(np.asarray(first["tokens"]), np.asarray(again["tokens"]))
+    _randomize_decoder(decoder, np.random.default_rng(8))
+    result = beam_search(decoder, MEMORY, START, END, 3, 2, memory_mask=MEMORY_MASK)
+    tokens, lengths = np.asarray(result["tokens"]), np.asarray(result["lengths"])
+    assert tokens.shape == (2, 2, 3)
+    for b, k in itertools.product(range(2), range(2)):
+        sequence = tuple(tokens[b, k, : lengths[b, k]])
+        expected = _log_probability(decoder, sequence, MEMORY[b : b + 1], MEMORY_MASK[b : b + 1])
+        np.testing.assert_allclose(float(result["scores"][b, k]), expected, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"^`length_penalty` must be >= 0, got -1.0\.$"):
+        beam_search(decoder, MEMORY, START, END, 3, 2, length_penalty=-1.0)
+
+
 def test_errors_name_the_bad_value():
     decoder = _decoder("luong", "luong", "lstm")
     with pytest.raises(ValueError, match="style=.*'transformer'"):
