@@ -85,8 +85,7 @@ def train_for(app, config, minutes, eval_every):
     # has not); the budget in minutes ends it otherwise.
     planned_steps = config.train.epochs * per_epoch
     schedule = training.schedule_callbacks(config.train, planned_steps, config.train.learning_rate)
-    # As in the app's training: with train.ema_momentum, validation sees the averaged weights.
-    averaging = [keras.callbacks.SwapEMAWeights()] if config.train.ema_momentum else []
+    averaging = training.averaging_callbacks(config.train)
     callbacks = [Table(), *averaging, *schedule] + [
         callback
         for callback in app.callbacks(config, data_info, validation_batches)

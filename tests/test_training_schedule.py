@@ -90,5 +90,5 @@ def test_weight_decay_is_decoupled_from_the_gradient():
     weight = keras.Variable(np.full((3,), 5.0, "float32"))
     plain.apply_gradients([(keras.ops.zeros((3,)), weight)])
     np.testing.assert_allclose(weight.numpy(), 5.0)
-    with pytest.raises(ConfigError, match=r"train.weight_decay: must be in \[0, 1\), got -0.1"):
+    with pytest.raises(ConfigError, match=r"train.weight_decay: must be >= 0 and <= 1, got -0.1"):
         training.make_optimizer(TrainConfig(weight_decay=-0.1))

@@ -32,7 +32,7 @@ import numpy as np
 
 from apps.common import batching, plots
 from apps.common import config as config_lib
-from apps.common.errors import ConfigError, DataSourceError, RunError
+from apps.common.errors import ConfigError, DataSourceError, RunError, check_range
 
 BEST_MODEL = os.path.join("checkpoints", "best.keras")
 DATA_INFO = "data_info.json"
@@ -50,8 +50,7 @@ def make_optimizer(train_config):
     if momentum is not None and not 0.0 < momentum < 1.0:
         raise ConfigError(f"train.ema_momentum: must be in (0, 1), got {momentum!r}")
     decay = train_config.weight_decay
-    if decay is not None and not 0.0 <= decay < 1.0:
-        raise ConfigError(f"train.weight_decay: must be in [0, 1), got {decay!r}")
+    check_range("train.weight_decay", decay, minimum=0, maximum=1)
     # Keras applies an optimizer's weight_decay decoupled from the gradient, so Adam with
     # it is AdamW.
     return keras.optimizers.Adam(
@@ -61,6 +60,14 @@ def make_optimizer(train_config):
         use_ema=momentum is not None,
         ema_momentum=0.99 if momentum is None else momentum,
     )
+
+
+def averaging_callbacks(train_config, swap_on_epoch=False):
+    """With `train.ema_momentum`, validation (and, with `swap_on_epoch`, the checkpoints
+    written at the epoch's end) sees the averaged weights; otherwise no callback."""
+    if train_config.ema_momentum is None:
+        return []
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=swap_on_epoch)]
 
 
 def make_batches(app, config, data_info, dataset, training, epochs=None, initial_epoch=0):
@@ -229,10 +236,9 @@ def _callbacks(app, config, run_dir, resuming, data_info, validation_batches, st
         # First, so that its backup is on disk before anything else can fail this epoch.
         keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), double_checkpoint=True),
     ]
-    if config.train.ema_momentum is not None:
-        # Between the backup (training weights, EMA in the optimizer state) and the
-        # checkpoint: validation and the best checkpoint see the averaged weights.
-        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    # Between the backup (training weights, EMA in the optimizer state) and the
+    # checkpoint: validation and the best checkpoint see the averaged weights.
+    callbacks += averaging_callbacks(config.train, swap_on_epoch=True)
     total_steps = config.train.epochs * steps_per_epoch
     callbacks += schedule_callbacks(config.train, total_steps, config.train.learning_rate)
     # Before the checkpoint and early stopping, so that a score they write is monitored.

@@ -50,6 +50,9 @@ class TextGenApp(App):
         check_range("data.window", config.data.window, minimum=1)
         check_range("data.max_chars", config.data.max_chars, minimum=0)
         check_range("model.embedding_dim", model.embedding_dim, minimum=1)
+        check_range(
+            "model.embedding_stddev", model.embedding_stddev, minimum=0, exclusive_minimum=True
+        )
         check_range("model.units", model.units, minimum=1)
         check_range("model.num_layers", model.num_layers, minimum=1)
         check_range("model.dropout", model.dropout, minimum=0, maximum=0.95)
