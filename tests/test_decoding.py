@@ -86,7 +86,8 @@ def _manual_unroll(decoder, targets, memory, memory_mask):
             output, states = decoder.cell(ops.concatenate([embedded, context], -1), states)
             features = ops.concatenate([output, context], -1)
         else:
-            output, states = decoder.cell(ops.concatenate([embedded, feed], -1), states)
+            inputs = ops.concatenate([embedded, feed], -1) if decoder.input_feeding else embedded
+            output, states = decoder.cell(inputs, states)
             context, _ = decoder.attention(output, memory, value_mask=memory_mask)
             features = feed = decoder.attention_projection(ops.concatenate([context, output], -1))
         states = list(states) if isinstance(states, (list, tuple)) else [states]
@@ -104,6 +105,57 @@ def test_teacher_forcing_equals_manual_unroll(style, attention, cell):
     if attention is not None:
         np.testing.assert_array_equal(np.asarray(weights)[0, :, 3:], 0.0)
         np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_luong_without_input_feeding_feeds_only_the_embedding():
+    decoder = _decoder("luong", "luong", "gru", input_feeding=False)
+    # The cell reads the 4-wide embedding alone, not h~_{t-1} beside it.
+    assert tuple(decoder.cell.kernel.shape) == (4, 24)
+    logits = decoder(TARGETS, MEMORY, memory_mask=MEMORY_MASK)
+    expected = _manual_unroll(decoder, TARGETS, MEMORY, MEMORY_MASK)
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), atol=1e-5)
+    greedy = greedy_search(decoder, MEMORY, START, END, 4, memory_mask=MEMORY_MASK)
+    for b in range(2):
+        tokens = tuple(np.asarray(greedy["tokens"])[b, : int(greedy["lengths"][b])])
+        expected = _log_probability(decoder, tokens, MEMORY[b : b + 1], MEMORY_MASK[b : b + 1])
+        np.testing.assert_allclose(float(greedy["log_probs"][b]), expected, rtol=1e-4)
+
+
+def test_default_style_is_bahdanau():
+    decoder = AttentionDecoder(cells.make_cell("gru", 8), 7, 4, attention=BahdanauAttention(5))
+    decoder.build(TARGETS.shape, MEMORY.shape)
+    assert decoder.style == "bahdanau"
+    # Bahdanau feeds the context (6 wide) into the cell beside the embedding (4).
+    assert tuple(decoder.cell.kernel.shape) == (10, 24)
+
+
+@pytest.mark.parametrize(
+    "style,attention,sampling_probability",
+    [
+        ("bahdanau", "bahdanau", None),
+        ("luong", "luong", None),
+        ("luong", None, None),
+        ("luong", "luong", 0.0),  # the scheduled-sampling loop
+    ],
+)
+def test_training_reaches_a_dropout_cell(style, attention, sampling_probability):
+    """At inference the dropout cell is the plain cell; in training it drops inputs."""
+    cell = cells.make_cell("gru", 8, dropout=0.5, seed=4)
+    decoder = AttentionDecoder(
+        cell,
+        7,
+        4,
+        attention=ATTENTIONS[attention]() if attention else None,
+        style=style,
+        sampling_probability=sampling_probability,
+    )
+    decoder.build(TARGETS.shape, MEMORY.shape)
+    _randomize_decoder(decoder, np.random.default_rng(2))
+    inference = np.asarray(decoder(TARGETS, MEMORY, memory_mask=MEMORY_MASK))
+    expected = _manual_unroll(decoder, TARGETS, MEMORY, MEMORY_MASK)
+    np.testing.assert_allclose(inference, np.asarray(expected), atol=1e-5)
+    training = np.asarray(decoder(TARGETS, MEMORY, memory_mask=MEMORY_MASK, training=True))
+    assert np.abs(training - inference).max() > 1e-2
 
 
 def test_gradients_equal_manual_unroll_in_graph_mode():
