@@ -100,6 +100,44 @@ def test_gradients_through_50_steps_match_keras_builtin(variant, masked, trainin
         np.testing.assert_allclose(ours[name], value, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
 
 
+@pytest.mark.parametrize(
+    "variant,use_bias", [("lstm", True), ("gru", True), ("gru", False), ("gru_reset_before", True)]
+)
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("time", [1, 5])
+def test_training_gradients_of_the_last_output_alone_match_keras_builtin(
+    variant, use_bias, masked, time
+):
+    """The fused kernels in training when only the last output reaches the loss (no output
+    sequence, no final states in it), for one-step sequences too, and a GRU without bias."""
+    rng, sequences, mask = make_inputs(12, batch=3, lengths=[time, 1, max(time - 2, 0)], time=time)
+    mask = mask if masked else None
+    cell = make_cell(variant, UNITS, use_bias=use_bias)
+    layer = rnn_keras.Recurrent(cell)
+    layer(sequences)
+    randomize_weights(cell, rng, scale=0.4)
+    keras_layer = make_keras_twin_layer(variant, UNITS, use_bias=use_bias)
+    keras_layer(sequences)
+    names = ("kernel", "recurrent_kernel", "bias") if use_bias else ("kernel", "recurrent_kernel")
+    copy_weights_by_name(cell, keras_layer.cell, names)
+    projection = rng.standard_normal((3, UNITS)).astype("float32")
+
+    def last_output_gradients(layer, cell):
+        inputs = tf.convert_to_tensor(sequences)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = tf.reduce_sum(layer(inputs, mask=mask, training=True) * projection)
+        variables = [inputs] + [get_weight(cell, name).value for name in names]
+        return loss, tape.gradient(loss, variables)
+
+    loss, ours = last_output_gradients(layer, cell)
+    expected_loss, expected = last_output_gradients(keras_layer, keras_layer.cell)
+    np.testing.assert_allclose(float(loss), float(expected_loss), rtol=1e-5, atol=1e-5)
+    for name, value, reference in zip(("inputs", *names), ours, expected, strict=True):
+        assert value is not None, f"no gradient for {name}"
+        np.testing.assert_allclose(value, reference, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 @pytest.mark.parametrize("variant", ["lstm", "gru", "gru_reset_before", "elman"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_inference_final_states_gradients_match_keras_builtin(variant, masked):
@@ -169,6 +207,11 @@ FINITE_DIFFERENCE_CASES = [
     ("lstm_layer_norm", {"recurrent_dropout": 0.4}),
     ("gru", {"recurrent_dropout": 0.4}),
     ("gru_reset_before", {"dropout": 0.3, "recurrent_dropout": 0.4}),
+    # Recurrent dropout alone: training must differ from inference through it, not only
+    # through the input mask.
+    ("elman", {"recurrent_dropout": 0.4}),
+    ("lstm", {"recurrent_dropout": 0.4}),
+    ("gru_reset_before", {"recurrent_dropout": 0.4}),
 ]
 
 
