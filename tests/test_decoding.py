@@ -224,6 +224,58 @@ def test_scheduled_sampling_feeds_the_previous_steps_prediction():
     np.testing.assert_allclose(np.asarray(sampled), expected, rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("probability", [1.0, 0.5])
+def test_scheduled_sampling_flips_a_coin_per_row_and_samples_the_softmax(probability):
+    """Over 2,000 copies of one example, the token fed at step 1 (read back from step 1's
+    logits) is the ground truth with probability 1 - p and otherwise drawn from the softmax
+    of step 0's logits; each row flips its own coin."""
+    decoder = _decoder("luong", "luong", "gru", sampling_probability=probability, seed=3)
+    rows, truth_token = 2000, 4
+    memory = np.repeat(MEMORY[:1], rows, axis=0)
+    memory_mask = np.repeat(MEMORY_MASK[:1], rows, axis=0)
+    # Teacher-forced logits for every token that could be fed at step 1.
+    candidates = np.stack([np.full(7, START), np.arange(7)], axis=1).astype("int32")
+    teacher = np.asarray(decoder(candidates, memory[:7], memory_mask=memory_mask[:7]))
+    first = np.exp(teacher[0, 0] - teacher[0, 0].max())
+    first /= first.sum()
+    truth = np.tile(np.array([[START, truth_token]], "int32"), (rows, 1))
+    keras.utils.set_random_seed(11)
+    sampled = np.asarray(decoder(truth, memory, memory_mask=memory_mask, training=True))
+    distances = np.square(sampled[:, 1, None, :] - teacher[None, :, 1, :]).sum(-1)
+    assert distances.min(-1).max() < 1e-6, "step 1 matches no token's teacher-forced logits"
+    frequencies = np.bincount(distances.argmin(-1), minlength=7) / rows
+    expected = probability * first + (1 - probability) * (np.arange(7) == truth_token)
+    tolerance = 4.5 * np.sqrt(expected * (1 - expected) / rows) + 2e-3
+    assert np.all(np.abs(frequencies - expected) < tolerance), (frequencies, expected)
+
+
+def test_sublayer_and_weight_names_build_config_and_initial_carry():
+    # Checkpoints and weight paths name these; they are part of the layer's interface. The
+    # second decoder would get automatic names such as "embedding_1" without them.
+    for _ in range(2):
+        decoder = _decoder("luong", "luong", "gru", sampling_probability=0.25)
+        assert decoder.embedding.name == "embedding"
+        assert decoder.attention_projection.name == "attention_projection"
+        assert decoder.output_projection.name == "output_projection"
+        variable = decoder.sampling_probability
+        assert variable.name == "sampling_probability" and tuple(variable.shape) == ()
+    assert variable.trainable is False
+    assert variable.path not in [v.path for v in decoder.trainable_weights]
+    assert AttentionDecoder(cells.make_cell("gru", 8), 7, 4).attention_projection is None
+    clone = AttentionDecoder.from_config(decoder.get_config())
+    clone.build_from_config(decoder.get_build_config())
+    assert clone.built
+    assert [tuple(v.shape) for v in clone.weights] == [tuple(v.shape) for v in decoder.weights]
+    carry = decoder.initial_carry(3)
+    tensors = [*carry["states"], carry["feed"]]
+    assert [tuple(t.shape) for t in tensors] == [(3, 8), (3, 8)]
+    assert all(keras.backend.standardize_dtype(t.dtype) == "float32" for t in tensors)
+    with pytest.raises(
+        ValueError, match=r"^`sampling_probability` must be in \[0, 1\], got 1.5\.$"
+    ):
+        AttentionDecoder(cells.make_cell("gru", 8), 7, 4, sampling_probability=1.5)
+
+
 def _log_probability(decoder, sequence, memory, memory_mask):
     """log P(sequence) under teacher forcing, for one example."""
     inputs = np.array([[START, *sequence[:-1]]], "int32")
