@@ -52,8 +52,8 @@ def _randomize_decoder(decoder, rng):
         variable.assign(value.astype(variable.dtype))
 
 
-def _decoder(style, attention, cell="lstm", vocab_size=7, seed=0, **kwargs):
-    cell = cells.make_cell(cell, 8)
+def _decoder(style, attention, cell="lstm", vocab_size=7, seed=0, cell_options=None, **kwargs):
+    cell = cells.make_cell(cell, 8, **(cell_options or {}))
     attention = ATTENTIONS[attention]() if attention else None
     decoder = AttentionDecoder(cell, vocab_size, 4, attention=attention, style=style, **kwargs)
     decoder.build(TARGETS.shape, MEMORY.shape)
@@ -140,17 +140,14 @@ def test_default_style_is_bahdanau():
 )
 def test_training_reaches_a_dropout_cell(style, attention, sampling_probability):
     """At inference the dropout cell is the plain cell; in training it drops inputs."""
-    cell = cells.make_cell("gru", 8, dropout=0.5, seed=4)
-    decoder = AttentionDecoder(
-        cell,
-        7,
-        4,
-        attention=ATTENTIONS[attention]() if attention else None,
-        style=style,
+    decoder = _decoder(
+        style,
+        attention,
+        "gru",
+        seed=2,
+        cell_options={"dropout": 0.5, "seed": 4},
         sampling_probability=sampling_probability,
     )
-    decoder.build(TARGETS.shape, MEMORY.shape)
-    _randomize_decoder(decoder, np.random.default_rng(2))
     inference = np.asarray(decoder(TARGETS, MEMORY, memory_mask=MEMORY_MASK))
     expected = _manual_unroll(decoder, TARGETS, MEMORY, MEMORY_MASK)
     np.testing.assert_allclose(inference, np.asarray(expected), atol=1e-5)
