@@ -59,12 +59,11 @@ def model():
     return APP.build_model(make_config("unused"), DATA_INFO)
 
 
-@pytest.fixture(scope="module")
-def exported(model, tmp_path_factory):
+def export_twice(model, base, unused_base):
     """Two exports: the first to the config's base_dir, the second to an explicit one."""
-    base = str(tmp_path_factory.mktemp("exports"))
+    base = str(base)
     config = make_config(base)
-    other_config = make_config(str(tmp_path_factory.getbasetemp() / "never_written"))
+    other_config = make_config(str(unused_base))
     moves, printed, real_replace = [], io.StringIO(), os.replace
 
     def replace(source, destination):
@@ -85,6 +84,25 @@ def exported(model, tmp_path_factory):
         "moves": moves,
         "printed": printed.getvalue(),
     }
+
+
+@pytest.fixture
+def exported(model, tmp_path):
+    """Fresh exports for each test of `export_model`.
+
+    Per test, not per module: mutmut maps a function to the tests that call it, and a
+    module fixture's calls count only for the first test that uses it, so the checks of
+    the layout, the staging moves and the message never ran against a mutated
+    `export_model` (benchmarks/mutation_score.py, docs/testing.md).
+    """
+    return export_twice(model, tmp_path / "exports", tmp_path / "never_written")
+
+
+@pytest.fixture(scope="module")
+def exported_once(model, tmp_path_factory):
+    """The same exports shared by the tests that only read them back."""
+    root = tmp_path_factory.mktemp("shared")
+    return export_twice(model, root / "exports", root / "never_written")
 
 
 # ---- version numbers ----------------------------------------------------------------
@@ -302,6 +320,25 @@ def test_failure_before_writing_removes_the_claimed_version(tmp_path, model, mon
     assert os.listdir(tmp_path / "twin") == []
 
 
+def test_cleanup_of_a_version_already_gone_keeps_the_original_error(tmp_path, model, monkeypatch):
+    real_archive = keras.export.ExportArchive
+
+    def write_out(path, **kwargs):
+        # Someone removed the claimed version meanwhile (an operator clearing old models).
+        os.rmdir(os.path.join(os.path.dirname(path), "1"))
+        raise RuntimeError("disk full")
+
+    def failing_archive():
+        archive = real_archive()
+        archive.write_out = write_out
+        return archive
+
+    monkeypatch.setattr(keras.export, "ExportArchive", failing_archive)
+    with pytest.raises(RuntimeError, match="^disk full$"):
+        export.export_model(APP, model, make_config(str(tmp_path)), DATA_INFO)
+    assert os.listdir(tmp_path / "twin") == []
+
+
 def test_failure_after_writing_removes_version_and_staging(tmp_path, model, monkeypatch):
     def save_config(config, path):
         assert os.path.exists(os.path.join(os.path.dirname(path), "..", "saved_model.pb"))
@@ -318,12 +355,12 @@ def test_failure_after_writing_removes_version_and_staging(tmp_path, model, monk
 # ---- reloading ----------------------------------------------------------------------
 
 
-def test_open_model_of_an_export_answers_like_the_keras_model(exported, model):
-    serving = export.open_model(APP, exported["first"])
+def test_open_model_of_an_export_answers_like_the_keras_model(exported_once, model):
+    serving = export.open_model(APP, exported_once["first"])
     assert serving.app is APP
-    assert serving.source == exported["first"]
+    assert serving.source == exported_once["first"]
     assert serving.keras_model is None
-    assert serving.config == exported["config"]
+    assert serving.config == exported_once["config"]
     assert serving.data_info == DATA_INFO
     assert set(serving.endpoints) == {"serving_default", "rescaled"}
     expected = keras.ops.convert_to_numpy(model(HISTORY, training=False))
@@ -334,13 +371,13 @@ def test_open_model_of_an_export_answers_like_the_keras_model(exported, model):
     np.testing.assert_allclose(rescaled["rescaled"], 2 * expected, atol=1e-5)
 
 
-def test_open_model_reads_each_versions_own_config(exported):
-    assert export.open_model(APP, exported["second"]).config == exported["other_config"]
+def test_open_model_reads_each_versions_own_config(exported_once):
+    assert export.open_model(APP, exported_once["second"]).config == exported_once["other_config"]
 
 
-def test_call_of_an_unknown_endpoint_names_source_and_endpoint(exported):
-    serving = export.open_model(APP, exported["first"])
-    message = f"^{re.escape(exported['first'])} has no 'forecast' endpoint$"
+def test_call_of_an_unknown_endpoint_names_source_and_endpoint(exported_once):
+    serving = export.open_model(APP, exported_once["first"])
+    message = f"^{re.escape(exported_once['first'])} has no 'forecast' endpoint$"
     with pytest.raises(ExportError, match=message):
         serving.call({"history": HISTORY}, endpoint="forecast")
 
