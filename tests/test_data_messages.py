@@ -164,20 +164,23 @@ def test_catalog_offline_exact_message_with_and_without_local_alternative(tmp_pa
         "https://b.invalid/ answered (probe limit 5 s; offline?)."
     )
     end = f" Or prepare it on a machine with internet and copy {builder_dir} here."
+    # None: the argument left out (its default names no alternative).
     for alternative, middle in (
+        (None, ""),
         ("", ""),
         ("--data x.csv", " Read the same data from local files instead, e.g. --data x.csv."),
     ):
+        options = {} if alternative is None else {"local_alternative": alternative}
         with pytest.raises(data.CatalogUnavailableError) as caught:
             data.load_catalog_builder(
                 "rnn_keras_unit_catalog",
                 tmp_path,
                 download_urls=urls,
-                local_alternative=alternative,
                 probe=lambda given: probed.append(given) or False,
+                **options,
             )
         assert str(caught.value) == start + middle + end
-    assert probed == [urls, urls]
+    assert probed == [urls, urls, urls]
 
 
 def test_network_probe_sends_head_with_timeout_from_named_daemon_thread_trying_each_url(
@@ -215,3 +218,37 @@ def test_network_probe_returns_within_timeout_while_a_request_hangs(monkeypatch)
         assert time.monotonic() - started < 1.0
     finally:
         release.set()
+
+
+def test_read_table_broken_quoting_names_file_line_and_csv_error(tmp_path):
+    # Text after a closing quote is an error in strict mode; lenient csv would glue it on.
+    path = write(tmp_path / "header.csv", 'id,"text"x\n1,a\n')
+    kind, message = raised_message(data.read_table, path)
+    assert (kind, message) == (
+        data.DataError,
+        f"{path}, line 1: malformed header: ',' expected after '\"'",
+    )
+    path = write(tmp_path / "row.csv", 'id,text\n1,"fine"\n2,"a\nb"c\n3,x\n')
+    _, rows = data.read_table(path)
+    assert next(rows) == (2, {"id": "1", "text": "fine"})
+    kind, message = raised_message(next, rows)
+    assert (kind, message) == (
+        data.DataError,
+        f"{path}, line 3: malformed row: ',' expected after '\"'",
+    )
+    # A quoted field still open at the end of the file (lenient csv returns it cut short).
+    path = write(tmp_path / "open.csv", 'id,text\n1,"never closed\n')
+    _, rows = data.read_table(path)
+    kind, message = raised_message(next, rows)
+    assert (kind, message) == (
+        data.DataError,
+        f"{path}, line 2: malformed row: unexpected end of data",
+    )
+
+
+def test_read_table_strips_the_byte_order_mark_of_the_first_line_only(tmp_path):
+    # U+FEFF inside the text is a zero-width no-break space: data, kept as it is.
+    path = write(tmp_path / "bom.tsv", "\ufeffid\ttext\n\ufeff1\t\ufeffa\n")
+    header, rows = data.read_table(path, delimiter="\t")
+    assert header == ["id", "text"]
+    assert list(rows) == [(2, {"id": "\ufeff1", "text": "\ufeffa"})]
