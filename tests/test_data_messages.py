@@ -252,3 +252,62 @@ def test_read_table_strips_the_byte_order_mark_of_the_first_line_only(tmp_path):
     header, rows = data.read_table(path, delimiter="\t")
     assert header == ["id", "text"]
     assert list(rows) == [(2, {"id": "\ufeff1", "text": "\ufeffa"})]
+
+
+def test_is_catalog_name_existing_paths_case_slashes_and_underscores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert data.is_catalog_name("imdb_reviews") and data.is_catalog_name("glue/sst2:2.0.0")
+    # An existing file or folder is read as a path, even under a catalog name.
+    (tmp_path / "imdb_reviews").mkdir()
+    assert not data.is_catalog_name("imdb_reviews")
+    for name in ("IMDB_reviews", "glue/SST2", "a/b/c", "a//b", "__", "glue/_", ""):
+        assert not data.is_catalog_name(name), name
+
+
+def _one_split_reader(count):
+    def read(notes):
+        return {"train": tf.data.Dataset.range(count)}, {}
+
+    return read
+
+
+def _unused_reader(notes):
+    raise AssertionError("the other reader was called")
+
+
+def test_load_source_defaults_keep_every_example_and_carve_nothing(tmp_path):
+    loaded = data.load_source(
+        str(tmp_path), read_catalog=_unused_reader, read_local=_one_split_reader(7)
+    )
+    assert list(loaded.splits) == ["train"]
+    assert [int(x) for x in loaded.splits["train"]] == list(range(7))
+    assert loaded.notes == [
+        "validation: none (the source has none and the validation fraction is 0)"
+    ]
+    assert loaded.info["num_examples"] == {"train": 7}
+
+
+def test_load_source_carves_with_seed_0_by_default_and_names_bad_strategies(tmp_path):
+    def carve(**options):
+        loaded = data.load_source(
+            str(tmp_path),
+            read_catalog=_unused_reader,
+            read_local=_one_split_reader(20),
+            validation_fraction=0.25,
+            **options,
+        )
+        return sorted(int(x) for x in loaded.splits["validation"])
+
+    default = carve()
+    assert len(default) == 5 and default == carve(seed=0) and default != carve(seed=1)
+    kind, message = raised_message(
+        data.load_source,
+        str(tmp_path),
+        read_catalog=_unused_reader,
+        read_local=_unused_reader,
+        validation_strategy="last",
+    )
+    assert (kind, message) == (
+        data.DataSourceError,
+        "validation strategy 'last' is not one of random, tail",
+    )
