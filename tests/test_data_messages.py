@@ -311,3 +311,67 @@ def test_load_source_carves_with_seed_0_by_default_and_names_bad_strategies(tmp_
         data.DataSourceError,
         "validation strategy 'last' is not one of random, tail",
     )
+
+
+def test_load_source_tail_strategy_transform_order_and_info(tmp_path):
+    def read(notes):
+        notes.append("read")
+        splits = {"extra": tf.data.Dataset.range(2), "train": tf.data.Dataset.range(10)}
+        splits["test"] = tf.data.Dataset.range(3)
+        return splits, {"kind": "numbers"}
+
+    def transform(splits, info, notes):
+        notes.append(f"transform saw {sorted(splits)} and {info}")
+        return {name: split.map(lambda x: x * 10) for name, split in splits.items()}
+
+    loaded = data.load_source(
+        str(tmp_path),
+        read_catalog=_unused_reader,
+        read_local=read,
+        validation_fraction=0.2,
+        validation_strategy="tail",
+        seed=3,
+        transform=transform,
+    )
+    # train, validation, test first, then the rest by name.
+    assert list(loaded.splits) == ["train", "validation", "test", "extra"]
+    values = {name: [int(x) for x in split] for name, split in loaded.splits.items()}
+    assert values == {
+        "train": [0, 10, 20, 30, 40, 50, 60, 70],
+        "validation": [80, 90],
+        "test": [0, 10, 20],
+        "extra": [0, 10],
+    }
+    assert loaded.notes[0] == "read"
+    assert loaded.notes[1].startswith("validation: the last 20% of train (2 of 10 elements)")
+    assert loaded.notes[2] == (
+        "transform saw ['extra', 'test', 'train', 'validation'] and {'kind': 'numbers'}"
+    )
+    assert loaded.info == {
+        "kind": "numbers",
+        "source": str(tmp_path),
+        "num_examples": {"train": 8, "validation": 2, "test": 3, "extra": 2},
+    }
+
+
+def test_load_source_names_a_missing_path_and_a_source_without_train(tmp_path):
+    missing = str(tmp_path / "nowhere.csv")
+    for source in (missing, ""):
+        kind, message = raised_message(
+            data.load_source, source, read_catalog=_unused_reader, read_local=_unused_reader
+        )
+        assert (kind, message) == (
+            data.DataSourceError,
+            f"data.source: {source!r} does not exist",
+        )
+
+    def no_train(notes):
+        return {"test": tf.data.Dataset.range(1), "dev": tf.data.Dataset.range(1)}, {}
+
+    kind, message = raised_message(
+        data.load_source, str(tmp_path), read_catalog=_unused_reader, read_local=no_train
+    )
+    assert (kind, message) == (
+        data.DataSourceError,
+        f"{tmp_path}: no train split (found: dev, test)",
+    )
