@@ -375,3 +375,65 @@ def test_load_source_names_a_missing_path_and_a_source_without_train(tmp_path):
         data.DataSourceError,
         f"{tmp_path}: no train split (found: dev, test)",
     )
+
+
+def test_local_builder_class_names_module_description_and_cache(tmp_path):
+    # A name whose CamelCase class name does not map back to it: tfds must get `name` as given.
+    builder_class = data.local_builder_class("ab_2c_files")
+    assert builder_class.__name__ == "Ab2CFiles"
+    assert builder_class.name == "ab_2c_files"
+    assert builder_class.__module__ == "apps.common.data"
+    assert data.local_builder_class("ab_2c_files") is builder_class
+    features = tfds.features.FeaturesDict({"x": tf.int64})
+
+    def examples():
+        yield "0", {"x": 0}
+
+    described = builder_class(
+        features=features,
+        split_examples={"train": examples},
+        description="two numbers",
+        data_dir=str(tmp_path),
+    )
+    assert described.info.description == "two numbers"
+    plain = builder_class(
+        features=features, split_examples={"train": examples}, data_dir=str(tmp_path)
+    )
+    assert plain.info.description == ""
+
+
+def test_carve_validation_bounds_and_a_given_count_reads_nothing():
+    dataset = tf.data.Dataset.range(10)
+    for fraction in (0.0, 1.0, 1.5):
+        kind, message = raised_message(data.carve_validation, dataset, fraction, 0)
+        assert (kind, message) == (
+            data.DataSourceError,
+            f"cannot carve validation_fraction {fraction} of 10 examples; choose a "
+            "fraction in (0, 1), provide more examples or a validation split",
+        )
+    read = []
+
+    def record(x):
+        read.append(int(x))
+        return x
+
+    # Unknown cardinality: without num_examples the carve would count by reading it all.
+    unknown = dataset.filter(lambda x: True).map(lambda x: tf.py_function(record, [x], tf.int64))
+    train, validation, _ = data.carve_validation(unknown, 0.3, 0, num_examples=10)
+    assert read == []
+    assert int(train.cardinality()) == 7 and int(validation.cardinality()) == 3
+
+
+def test_limit_examples_at_one_and_its_note_only_when_limiting():
+    splits = {"train": tf.data.Dataset.range(5), "test": tf.data.Dataset.range(1)}
+    notes = []
+    limited, sizes = data.limit_examples(splits, 1, notes)
+    assert {name: [int(x) for x in split] for name, split in limited.items()} == {
+        "train": [0],
+        "test": [0],
+    }
+    assert sizes == {"train": 1, "test": 1}
+    assert notes == ["max_examples: each split limited to its first 1 examples"]
+    notes = []
+    limited, sizes = data.limit_examples(splits, 0, notes)
+    assert sizes == {"train": 5, "test": 1} and notes == []
