@@ -2,6 +2,7 @@
 offline catalog error and the network probe (the cases mutation testing found unguarded)."""
 
 import contextlib
+import hashlib
 import os
 import threading
 import time
@@ -14,7 +15,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from apps.common import data  # noqa: E402
-from tests.test_common_data import write  # noqa: E402
+from tests.test_common_data import tiny_plan, write  # noqa: E402
 
 ENCODING_HINT = "set the encoding option to the file's encoding (e.g. latin-1)"
 
@@ -437,3 +438,28 @@ def test_limit_examples_at_one_and_its_note_only_when_limiting():
     notes = []
     limited, sizes = data.limit_examples(splits, 0, notes)
     assert sizes == {"train": 5, "test": 1} and notes == []
+
+
+def test_config_name_slug_and_digest_of_the_sorted_fingerprint():
+    fingerprint = {"path": "a.csv", "encoding": "utf-8", "size": [1, 2]}
+    digest = hashlib.sha256(b'{"encoding": "utf-8", "path": "a.csv", "size": [1, 2]}').hexdigest()[
+        :16
+    ]
+    assert data.config_name("__My Data.csv!__", fingerprint) == f"my_data_csv_{digest}"
+    # The key order of the fingerprint does not matter.
+    reordered = dict(reversed(list(fingerprint.items())))
+    assert data.config_name("__My Data.csv!__", reordered) == f"my_data_csv_{digest}"
+    assert data.config_name("?!", fingerprint) == f"files_{digest}"
+    assert data.config_name("a" * 45, fingerprint) == f"{'a' * 40}_{digest}"
+
+
+def test_prepare_local_files_records_the_description(tmp_path):
+    options = dict(builder_name="unit_files", plan=tiny_plan([]), data_dir=tmp_path)
+    described, _ = data.prepare_local_files(
+        label="a", fingerprint={"n": 1}, description="ten texts", **options
+    )
+    plain, _ = data.prepare_local_files(label="b", fingerprint={"n": 2}, **options)
+    assert described.info.description == "ten texts"
+    assert described.builder_config.description == "ten texts"
+    assert str(described.builder_config.version) == data.LOCAL_BUILDER_VERSION
+    assert plain.info.description == ""
