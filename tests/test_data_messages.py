@@ -463,3 +463,14 @@ def test_prepare_local_files_records_the_description(tmp_path):
     assert described.builder_config.description == "ten texts"
     assert str(described.builder_config.version) == data.LOCAL_BUILDER_VERSION
     assert plain.info.description == ""
+
+
+def test_resolve_data_dir_argument_then_environment_then_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "from_env"))
+    monkeypatch.chdir(tmp_path)
+    assert data.resolve_data_dir("given") == str(tmp_path / "given")
+    assert data.resolve_data_dir(None) == str(tmp_path / "from_env")
+    assert data.resolve_data_dir("") == str(tmp_path / "from_env")
+    monkeypatch.delenv("TFDS_DATA_DIR")
+    assert data.resolve_data_dir(None) == str(tmp_path / "home" / "tensorflow_datasets")
