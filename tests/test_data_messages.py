@@ -385,6 +385,8 @@ def test_local_builder_class_names_module_description_and_cache(tmp_path):
     assert builder_class.name == "ab_2c_files"
     assert builder_class.__module__ == "apps.common.data"
     assert data.local_builder_class("ab_2c_files") is builder_class
+    # Never in tfds' catalog: a catalog name must not resolve to a user's local files.
+    assert "ab_2c_files" not in tfds.list_builders(with_community_datasets=False)
     features = tfds.features.FeaturesDict({"x": tf.int64})
 
     def examples():
