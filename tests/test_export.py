@@ -302,30 +302,15 @@ def test_failing_endpoints_claim_no_version(tmp_path, model, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_failure_before_writing_removes_the_claimed_version(tmp_path, model, monkeypatch):
-    real_archive = keras.export.ExportArchive
-
-    def write_out(*args, **kwargs):
-        raise RuntimeError("disk full")
-
-    def failing_archive():
-        archive = real_archive()
-        archive.write_out = write_out
-        return archive
-
-    monkeypatch.setattr(keras.export, "ExportArchive", failing_archive)
-    # The original error comes out, not one from cleaning up a staging folder never made.
-    with pytest.raises(RuntimeError, match="^disk full$"):
-        export.export_model(APP, model, make_config(str(tmp_path)), DATA_INFO)
-    assert os.listdir(tmp_path / "twin") == []
-
-
-def test_cleanup_of_a_version_already_gone_keeps_the_original_error(tmp_path, model, monkeypatch):
+@pytest.mark.parametrize("version_removed_meanwhile", [False, True])
+def test_failure_before_writing_removes_the_claimed_version_and_keeps_its_error(
+    tmp_path, model, monkeypatch, version_removed_meanwhile
+):
     real_archive = keras.export.ExportArchive
 
     def write_out(path, **kwargs):
-        # Someone removed the claimed version meanwhile (an operator clearing old models).
-        os.rmdir(os.path.join(os.path.dirname(path), "1"))
+        if version_removed_meanwhile:  # e.g. an operator clearing old models
+            os.rmdir(os.path.join(os.path.dirname(path), "1"))
         raise RuntimeError("disk full")
 
     def failing_archive():
@@ -334,6 +319,8 @@ def test_cleanup_of_a_version_already_gone_keeps_the_original_error(tmp_path, mo
         return archive
 
     monkeypatch.setattr(keras.export, "ExportArchive", failing_archive)
+    # The original error comes out, not one from cleaning up a staging folder never made
+    # or a version folder already gone.
     with pytest.raises(RuntimeError, match="^disk full$"):
         export.export_model(APP, model, make_config(str(tmp_path)), DATA_INFO)
     assert os.listdir(tmp_path / "twin") == []
