@@ -53,6 +53,7 @@ MODULES = {
         [
             "tests/test_common_data.py",
             "tests/test_data_messages.py",
+            "tests/test_data_loading.py",
             "tests/test_metrics.py",
             "tests/test_ner_data.py",
             "tests/test_sentiment_data.py",
