@@ -1,7 +1,8 @@
 """`apps.common.export` in process: version claims, the export layout, reloading.
 
 One small untrained model of a contract app (`tests/contract_apps.py`) is exported twice
-per module; the rest are directory listings and monkeypatched failures.
+for each test of `export_model` and once per module for the reloading tests; the rest are
+directory listings and monkeypatched failures.
 """
 
 import contextlib

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from apps.common import config as config_lib
+from apps.common.data import known_size
 from apps.textgen import data, generation
 from apps.textgen import model as textgen_model
 from apps.textgen.config import TextGenConfig
@@ -188,7 +189,7 @@ def test_tiny_model_overfits_and_greedy_generation_reproduces_the_text():
     examples = data.windows(dataset, 24, textgen_model.make_lookup(vocabulary)).cache()
     # Windows come out of a flat_map, of unknown count: stated, Keras knows where an epoch
     # ends instead of warning that the data ran out.
-    count = int(examples.reduce(0, lambda total, _: total + 1))
+    count = known_size(examples)
     examples = examples.apply(tf.data.experimental.assert_cardinality(count))
     model.fit(examples.shuffle(200, seed=1).batch(16).repeat(12), shuffle=False, verbose=0)
     lookup, network = textgen_model.parts(model)
