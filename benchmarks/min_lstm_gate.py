@@ -1,19 +1,21 @@
 """Where minLSTM's training time goes: its log-space gate against cheaper (unstable) gates.
 
 minLSTM (`rnn_keras.MinLSTMCell`) differs from minGRU by a third input projection and
-by its normalised gate i' = i / (f + i), computed in log space as
-sigmoid(softplus(-k_f) - softplus(-k_i)) so that it stays finite where f + i
-underflows. This script times, side by side in interleaved rounds, a training step
-(forward, backward, Adam; one layer, mean squared error of the last output) and a
-forward pass of:
+by its normalised gate i' = i / (f + i), which must stay finite where f + i underflows
+(`rnn_keras.cells.minimal.normalized_input_gate`). This script times, side by side in
+interleaved rounds, a training step (forward, backward, Adam; one layer, mean squared
+error of the last output) and a forward pass of:
 
 - `lstm`, `mingru`, `minlstm`: our cells as shipped;
 - `minlstm two sigmoids`: the gate as i / (f + i) from two sigmoids (not finite where
   both gates underflow, which is why the cell does not use it);
+- `minlstm softplus`: the paper's log-space form as written,
+  sigmoid(softplus(-k_f) - softplus(-k_i)), differentiated by Keras (the cell computes the
+  same numbers from three scaled exponentials with a hand-written gradient);
 - `minlstm one sigmoid`: three projections but the gate a plain sigmoid of one of them
   (not minLSTM: it bounds what the third projection alone costs).
 
-The two variants are subclasses defined here; the cell itself is unchanged.
+The other minLSTM variants are subclasses defined here.
 
     python benchmarks/min_lstm_gate.py
     python benchmarks/min_lstm_gate.py --steps 4000 --rounds 5
@@ -45,6 +47,15 @@ class TwoSigmoidGate(rnn_keras.MinLSTMCell):
         return update / (forget + update)
 
 
+class SoftplusGate(rnn_keras.MinLSTMCell):
+    """The paper's log-space form as written, sigmoid(softplus(-k_f) - softplus(-k_i)),
+    differentiated by Keras (the cell's form before 2026-12-03)."""
+
+    def update_gate(self, gate_projections):
+        negative_k_forget, negative_k_input = gate_projections
+        return ops.sigmoid(ops.softplus(negative_k_forget) - ops.softplus(negative_k_input))
+
+
 class OneSigmoidGate(rnn_keras.MinLSTMCell):
     """Three projections, a minGRU-like gate from the second: a bound, not a model."""
 
@@ -57,6 +68,7 @@ VARIANTS = {
     "mingru": rnn_keras.MinGRUCell,
     "minlstm": rnn_keras.MinLSTMCell,
     "minlstm two sigmoids": TwoSigmoidGate,
+    "minlstm softplus": SoftplusGate,
     "minlstm one sigmoid": OneSigmoidGate,
 }
 

@@ -15,6 +15,7 @@ import tensorflow as tf  # noqa: E402
 
 import rnn_keras  # noqa: E402
 from rnn_keras import scans  # noqa: E402
+from rnn_keras.cells.minimal import normalized_input_gate  # noqa: E402
 from tests.reference_cells import randomize_weights, right_padded_mask  # noqa: E402
 from tests.saved_model_helpers import call_saved_model_in_fresh_process  # noqa: E402
 
@@ -394,3 +395,29 @@ def test_no_time_loop_in_the_traced_graph(kind):
     gru = rnn_keras.Recurrent(rnn_keras.GRUCell(UNITS), return_sequences=True)
     graph = tf.function(gru).get_concrete_function(tf.constant(sequences)).graph
     assert {operation.type for operation in graph.get_operations()} & {"While", "StatelessWhile"}
+
+
+def test_min_lstm_gate_and_its_gradient_equal_the_log_space_form_everywhere():
+    """i' from scaled exponentials equals float64 sigmoid(softplus(-k_f) - softplus(-k_i)),
+    and so do its hand-written gradients, over and beyond float32's exponent range."""
+    grid = np.array([-300.0, -90.0, -20.0, -1.0, 0.0, 0.5, 3.0, 20.0, 90.0, 300.0])
+    negative_k_forget, negative_k_input = (g.ravel() for g in np.meshgrid(grid, grid))
+    u = tf.constant(negative_k_forget, "float32")
+    v = tf.constant(negative_k_input, "float32")
+    weights = tf.constant(np.linspace(0.5, 2.0, u.shape[0]), "float32")
+    with tf.GradientTape() as tape:
+        tape.watch([u, v])
+        update = normalized_input_gate(u, v)
+        loss = tf.reduce_sum(update * weights)
+    d_u, d_v = tape.gradient(loss, [u, v])
+    expected = 1.0 / (
+        1.0 + np.exp(np.logaddexp(0, negative_k_input) - np.logaddexp(0, negative_k_forget))
+    )
+    slope = expected * (1.0 - expected) * weights.numpy()
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    assert np.all(np.isfinite(update)) and np.all(np.isfinite(d_u)) and np.all(np.isfinite(d_v))
+    np.testing.assert_allclose(update, expected, rtol=1e-5, atol=1e-30)
+    # Gradients below 1e-7 round to 0 where i' rounds to 1 in float32 (as autodiff of the
+    # softplus form does too): an absolute tolerance there.
+    np.testing.assert_allclose(d_u, slope * sigmoid(negative_k_forget), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(d_v, -slope * sigmoid(negative_k_input), rtol=1e-4, atol=1e-7)

@@ -12,8 +12,8 @@ minGRU computes it, exact in float32 and cheaper), and the candidate goes
 through g(x) = x + 0.5 for x >= 0, sigmoid(x) otherwise (positive, as the
 paper's log-space version needs). Both cells are then
 h_t = (1 - z_t) h_{t-1} + z_t g(h~_t), with minLSTM's z the normalised input
-gate i / (f + i) = sigmoid(log i - log f): computed from the logs, it stays
-finite where f + i itself would underflow to 0.
+gate i / (f + i) = sigmoid(log i - log f), evaluated from exponentials scaled by the
+largest (`normalized_input_gate`): it stays finite where f + i itself would underflow to 0.
 """
 
 import keras
@@ -191,7 +191,7 @@ class MinLSTMCell(MinimalCell):
     f_t = sigmoid(x W_f + b_f), i_t = sigmoid(x W_i + b_i),
     h~_t = g(x W_h + b_h); the gates are normalised, f' = f / (f + i),
     i' = i / (f + i), and h_t = f'_t * h_{t-1} + i'_t * h~_t (no cell state,
-    no output gate). Computed in log space: f' = sigmoid(log f - log i).
+    no output gate). Computed stably: i' stays finite where f + i underflows.
     Neither gate reads h_{t-1}: in `rnn_keras.Recurrent` a whole sequence
     runs as one parallel scan. Weights: `kernel` `(features, 3 * units)` in
     the order (f, i, h), `bias` `(3 * units,)`; no `recurrent_kernel`.
@@ -227,6 +227,35 @@ class MinLSTMCell(MinimalCell):
         return -block if gate < 2 else block
 
     def update_gate(self, gate_projections):
-        # i' = i / (f + i) = sigmoid(log i - log f), from -k_f and -k_i.
-        negative_k_forget, negative_k_input = gate_projections
-        return ops.sigmoid(ops.softplus(negative_k_forget) - ops.softplus(negative_k_input))
+        return normalized_input_gate(*gate_projections)
+
+
+@ops.custom_gradient
+def normalized_input_gate(negative_k_forget, negative_k_input):
+    """minLSTM's normalised input gate i' = i / (f + i), from -k_f and -k_i, finite everywhere.
+
+    i' = (1 + e^-k_f) / ((1 + e^-k_f) + (1 + e^-k_i)), with numerator and denominator
+    scaled by e^-s, s = max(0, -k_f, -k_i): one of the three exponentials is then 1 and
+    none overflows, so i' stays finite (and exact) where f + i itself underflows. It
+    equals the paper's sigmoid(softplus(-k_f) - softplus(-k_i)) with three
+    transcendental functions in place of seven across the forward and backward passes;
+    `benchmarks/min_lstm_gate.py` times both forms.
+    """
+    shift = ops.relu(ops.maximum(negative_k_forget, negative_k_input))
+    base = ops.exp(-shift)
+    forget_term = ops.exp(negative_k_forget - shift)
+    input_term = ops.exp(negative_k_input - shift)
+    forget_sum, input_sum = base + forget_term, base + input_term
+    update = forget_sum / (forget_sum + input_sum)
+
+    def grad(*arguments, upstream=None):
+        # di'/d(-k_f) = i' (1 - i') sigmoid(-k_f); sigmoid(-k) = e^-k / (1 + e^-k), both
+        # scaled by e^-s (the floor keeps 0 / 0 out where both underflow and i' (1 - i') = 0).
+        upstream = arguments[0] if upstream is None else upstream
+        common = upstream * update * (1.0 - update)
+        return (
+            common * forget_term / ops.maximum(forget_sum, 1e-30),
+            -common * input_term / ops.maximum(input_sum, 1e-30),
+        )
+
+    return update, grad
