@@ -248,10 +248,9 @@ def normalized_input_gate(negative_k_forget, negative_k_input):
     forget_sum, input_sum = base + forget_term, base + input_term
     update = forget_sum / (forget_sum + input_sum)
 
-    def grad(*arguments, upstream=None):
+    def grad(upstream):
         # di'/d(-k_f) = i' (1 - i') sigmoid(-k_f); sigmoid(-k) = e^-k / (1 + e^-k), both
         # scaled by e^-s (the floor keeps 0 / 0 out where both underflow and i' (1 - i') = 0).
-        upstream = arguments[0] if upstream is None else upstream
         common = upstream * update * (1.0 - update)
         return (
             common * forget_term / ops.maximum(forget_sum, 1e-30),
