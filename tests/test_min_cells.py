@@ -15,7 +15,7 @@ import tensorflow as tf  # noqa: E402
 
 import rnn_keras  # noqa: E402
 from rnn_keras import scans  # noqa: E402
-from rnn_keras.cells.minimal import normalized_input_gate  # noqa: E402
+from rnn_keras.cells.minimal import NormalizedInputGate  # noqa: E402
 from tests.reference_cells import randomize_weights, right_padded_mask  # noqa: E402
 from tests.saved_model_helpers import call_saved_model_in_fresh_process  # noqa: E402
 
@@ -168,22 +168,40 @@ def test_scan_pairs_runs_both_directions():
     close(scans.scan_pairs(a, b, reverse=True), backward, "backward")
 
 
+# Each update gate with the plain formula its hand-written backward must match.
+GATES = {
+    "identity": (None, 1, lambda z: z[0]),
+    "sigmoid": (scans.SigmoidGate(), 1, lambda k: tf.sigmoid(k[0])),
+    "normalized": (
+        NormalizedInputGate(),
+        2,
+        lambda k: tf.sigmoid(k[1]) / (tf.sigmoid(k[0]) + tf.sigmoid(k[1])),
+    ),
+}
+
+
+@pytest.mark.parametrize("gate_name", list(GATES))
 @pytest.mark.parametrize("last_only", [False, True], ids=["sequence", "last"])
 @pytest.mark.parametrize("steps", [1, 15, 16, 17, 100, 53])
-def test_gated_recurrence_equals_a_loop_with_its_gradients(steps, last_only):
+def test_gated_recurrence_equals_a_loop_with_its_gradients(steps, last_only, gate_name):
     """The fused chunked scan against a TensorFlow loop over time (autodiff) at lengths
     below, at and across the chunk length (53: padded), the whole sequence or its last
-    state: states and the gradients of update, candidate and h0, with a random mask and
-    candidates of both signs."""
+    state: states and the gradients of the gate's inputs, candidate and h0, with a random
+    mask and candidates of both signs, for each update gate."""
+    gate, width, formula = GATES[gate_name]
     rng = np.random.default_rng(steps)
-    update = tf.constant(rng.uniform(0.0, 1.0, (steps, 2, 3)).astype("float32"))
+    low = 0.0 if gate is None else -3.0
+    inputs = [
+        tf.constant(rng.uniform(low, 1.0, (steps, 2, 3)).astype("float32")) for _ in range(width)
+    ]
     candidate = tf.constant(rng.normal(0.0, 2.0, (steps, 2, 3)).astype("float32"))
     h0 = tf.constant(rng.standard_normal((2, 3)).astype("float32"))
     mask = tf.constant(rng.integers(0, 2, (steps, 2, 1)).astype("float32"))
     weights = tf.constant(rng.standard_normal((steps, 2, 3)).astype("float32"))
 
-    def looped(update, candidate, h0):
+    def looped(inputs, candidate, h0):
         g = tf.where(candidate >= 0, candidate + 0.5, tf.sigmoid(candidate))
+        update = formula(inputs)
         h, states = h0, []
         for t in range(steps):
             z = update[t] * mask[t]
@@ -191,19 +209,21 @@ def test_gated_recurrence_equals_a_loop_with_its_gradients(steps, last_only):
             states.append(h)
         return states[-1] if last_only else tf.stack(states)
 
-    def scanned(update, candidate, h0):
+    def scanned(inputs, candidate, h0):
         chunk = scans.chunk_length(steps)
-        chunked = [tf.unstack(scans.to_chunks(value, chunk)) for value in (update, candidate, mask)]
-        return scans.gated_recurrence(chunked[0], chunked[1], h0, steps, chunked[2], last_only)
+        blocks = [tf.unstack(scans.to_chunks(value, chunk)) for value in inputs]
+        candidates, masks = (tf.unstack(scans.to_chunks(v, chunk)) for v in (candidate, mask))
+        gate_inputs = list(zip(*blocks, strict=True))
+        return scans.gated_recurrence(gate_inputs, candidates, h0, steps, masks, last_only, gate)
 
     def with_gradients(function):
         with tf.GradientTape() as tape:
-            tape.watch([update, candidate, h0])
-            states = function(update, candidate, h0)
+            tape.watch([*inputs, candidate, h0])
+            states = function(inputs, candidate, h0)
             loss = tf.reduce_sum(states * (weights[-1] if last_only else weights))
-        return [states, *tape.gradient(loss, [update, candidate, h0])]
+        return [states, *tape.gradient(loss, [*inputs, candidate, h0])]
 
-    names = ["states", "d_update", "d_candidate", "d_h0"]
+    names = ["states", *[f"d_input{i}" for i in range(width)], "d_candidate", "d_h0"]
     expected = with_gradients(looped)
     for name, value, reference in zip(names, with_gradients(scanned), expected, strict=True):
         close(value, reference, f"{name} at {steps} steps")
@@ -212,9 +232,8 @@ def test_gated_recurrence_equals_a_loop_with_its_gradients(steps, last_only):
 def test_min_lstm_gates_stay_finite_where_f_plus_i_underflows():
     """The log-space normalisation: with f and i both ~exp(-200), f / (f + i) is still 1/2."""
     cell = rnn_keras.MinLSTMCell(1)
-    # The step's input holds -k_f and -k_i (`MinLSTMCell.gate_weights`): here
-    # k_f, k_i = -200, -200 and -300, -310.
-    projected = np.array([[200.0, 200.0, 1.0], [300.0, 310.0, -1.0]], "float32")
+    # k_f, k_i = -200, -200 and -300, -310, then the candidate.
+    projected = np.array([[-200.0, -200.0, 1.0], [-300.0, -310.0, -1.0]], "float32")
     forget, update = cell.coefficients(projected)
     np.testing.assert_allclose(forget, [[0.5], [1.0 / (1.0 + np.exp(-10.0))]], rtol=1e-6)
     # b = i' * g(h~): g(1) = 1.5, g(-1) = sigmoid(-1).
@@ -399,25 +418,31 @@ def test_no_time_loop_in_the_traced_graph(kind):
 
 def test_min_lstm_gate_and_its_gradient_equal_the_log_space_form_everywhere():
     """i' from scaled exponentials equals float64 sigmoid(softplus(-k_f) - softplus(-k_i)),
-    and so do its hand-written gradients, over and beyond float32's exponent range."""
+    and so do its hand-written gradients (the scan's) and Keras's autodiff of its forward
+    pass (the step's), over and beyond float32's exponent range."""
     grid = np.array([-300.0, -90.0, -20.0, -1.0, 0.0, 0.5, 3.0, 20.0, 90.0, 300.0])
-    negative_k_forget, negative_k_input = (g.ravel() for g in np.meshgrid(grid, grid))
-    u = tf.constant(negative_k_forget, "float32")
-    v = tf.constant(negative_k_input, "float32")
+    k_forget, k_input = (g.ravel() for g in np.meshgrid(grid, grid))
+    u = tf.constant(k_forget, "float32")
+    v = tf.constant(k_input, "float32")
     weights = tf.constant(np.linspace(0.5, 2.0, u.shape[0]), "float32")
+    gate = NormalizedInputGate()
     with tf.GradientTape() as tape:
         tape.watch([u, v])
-        update = normalized_input_gate(u, v)
+        update, saved = gate.forward(u, v)
         loss = tf.reduce_sum(update * weights)
-    d_u, d_v = tape.gradient(loss, [u, v])
-    expected = 1.0 / (
-        1.0 + np.exp(np.logaddexp(0, negative_k_input) - np.logaddexp(0, negative_k_forget))
-    )
+    autodiff = tape.gradient(loss, [u, v])
+    by_hand = gate.backward(weights, update, 1.0 - update, saved)
+    expected = 1.0 / (1.0 + np.exp(np.logaddexp(0, -k_input) - np.logaddexp(0, -k_forget)))
     slope = expected * (1.0 - expected) * weights.numpy()
     sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
-    assert np.all(np.isfinite(update)) and np.all(np.isfinite(d_u)) and np.all(np.isfinite(d_v))
     np.testing.assert_allclose(update, expected, rtol=1e-5, atol=1e-30)
-    # Gradients below 1e-7 round to 0 where i' rounds to 1 in float32 (as autodiff of the
-    # softplus form does too): an absolute tolerance there.
-    np.testing.assert_allclose(d_u, slope * sigmoid(negative_k_forget), rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(d_v, -slope * sigmoid(negative_k_input), rtol=1e-4, atol=1e-7)
+    for name, (d_u, d_v) in {"by hand": by_hand, "autodiff": autodiff}.items():
+        assert np.all(np.isfinite(d_u)) and np.all(np.isfinite(d_v)), name
+        # Gradients below 1e-7 round to 0 where i' rounds to 1 in float32 (as autodiff of
+        # the softplus form does too): an absolute tolerance there.
+        np.testing.assert_allclose(
+            d_u, -slope * sigmoid(-k_forget), rtol=1e-4, atol=1e-7, err_msg=name
+        )
+        np.testing.assert_allclose(
+            d_v, slope * sigmoid(-k_input), rtol=1e-4, atol=1e-7, err_msg=name
+        )

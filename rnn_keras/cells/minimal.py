@@ -13,7 +13,7 @@ through g(x) = x + 0.5 for x >= 0, sigmoid(x) otherwise (positive, as the
 paper's log-space version needs). Both cells are then
 h_t = (1 - z_t) h_{t-1} + z_t g(h~_t), with minLSTM's z the normalised input
 gate i / (f + i) = sigmoid(log i - log f), evaluated from exponentials scaled by the
-largest (`normalized_input_gate`): it stays finite where f + i itself would underflow to 0.
+largest (`NormalizedInputGate`): it stays finite where f + i itself would underflow to 0.
 """
 
 import keras
@@ -27,8 +27,9 @@ from rnn_keras.scans import positive_candidate
 class MinimalCell(RecurrentCell):
     """Base of the minimal cells: weights, step and whole-sequence scan (not used on its own).
 
-    Subclasses set `gates` (projections per unit, candidate last) and
-    `coefficients(projected) -> (a, b)`.
+    Subclasses set `gates` (projections per unit, candidate last) and `gate`, the
+    `rnn_keras.scans.UpdateGate` that makes z from the projections before the
+    candidate's; the step and the scan both use it.
 
     The cell has `kernel` `(features, gates * units)` and `bias`
     `(gates * units,)` but no `recurrent_kernel`: no gate reads h_{t-1}, which
@@ -39,6 +40,7 @@ class MinimalCell(RecurrentCell):
     """
 
     gates = None
+    gate = None
 
     def __init__(self, units, **kwargs):
         super().__init__(units, **kwargs)
@@ -85,26 +87,14 @@ class MinimalCell(RecurrentCell):
             kernel = ops.concatenate([kernel, ops.expand_dims(self.bias, 0)], axis=0)
         units = self.units
         return [
-            ops.matmul(
-                inputs, self.gate_weights(kernel[:, gate * units : (gate + 1) * units], gate)
-            )
+            ops.matmul(inputs, kernel[:, gate * units : (gate + 1) * units])
             for gate in range(self.gates)
         ]
-
-    def gate_weights(self, block, gate):
-        """The weights (kernel rows, then the bias) that give `update_gate` its input for
-        `gate`: the kernel's block of columns itself, unless a subclass needs another sign."""
-        return block
-
-    def update_gate(self, gate_projections):
-        """z in [0, 1] of h_t = (1 - z_t) h_{t-1} + z_t g(h~_t), from the projections of
-        every gate but the candidate, any leading shape."""
-        raise NotImplementedError
 
     def coefficients(self, projected):
         """(a, b) of h_t = a_t h_{t-1} + b_t from the projection of all gates."""
         *gates, candidate = ops.split(projected, self.gates, axis=-1)
-        update = self.update_gate(gates)
+        update, _ = self.gate.forward(*gates)
         return 1.0 - update, update * positive_candidate(candidate)
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
@@ -135,12 +125,48 @@ class MinimalCell(RecurrentCell):
             ops.unstack(gate, chunk, axis=0)
             for gate in self.project_gates(scans.to_chunks(inputs, chunk))
         ]
-        updates = [self.update_gate(gates) for gates in zip(*projected[:-1], strict=True)]
+        gate_inputs = list(zip(*projected[:-1], strict=True))
         masks = None
         if mask is not None:
             masks = ops.unstack(scans.to_chunks(mask, chunk), chunk, axis=0)
-        h0 = ops.convert_to_tensor(initial_states[0], updates[0].dtype)
-        return scans.gated_recurrence(updates, projected[-1], h0, steps, masks, last_only)
+        h0 = ops.convert_to_tensor(initial_states[0], projected[-1][0].dtype)
+        return scans.gated_recurrence(
+            gate_inputs, projected[-1], h0, steps, masks, last_only, self.gate
+        )
+
+
+class NormalizedInputGate(scans.UpdateGate):
+    """minLSTM's normalised input gate i' = i / (f + i) from k_f and k_i, finite everywhere.
+
+    i = sigmoid(k_i), f = sigmoid(k_f): i' = (1 + e^-k_f) / ((1 + e^-k_f) + (1 + e^-k_i)),
+    with numerator and denominator scaled by e^m, m = min(0, k_f, k_i): one of the three
+    exponentials is then 1 and none overflows, so i' stays finite (and exact) where
+    f + i itself underflows. It equals the paper's log-space
+    sigmoid(softplus(-k_f) - softplus(-k_i)) with three transcendental functions in
+    place of seven across the forward and backward passes; `benchmarks/min_lstm_gate.py`
+    times both forms.
+
+    Example:
+
+    >>> update, _ = NormalizedInputGate().forward(ops.full((1,), -200.0), ops.full((1,), -200.0))
+    >>> update  # f and i are both e^-200, which float32 rounds to 0: i' = 1/2
+    """
+
+    def forward(self, k_forget, k_input):
+        shift = ops.minimum(ops.minimum(k_forget, k_input), 0.0)
+        base = ops.exp(shift)
+        forget_term = ops.exp(shift - k_forget)
+        input_term = ops.exp(shift - k_input)
+        forget_sum = base + forget_term
+        total = forget_sum + (base + input_term)
+        return forget_sum / total, (forget_term, input_term, total)
+
+    def backward(self, d_update, update, decay, saved):
+        # di'/dk_f = -i' (1 - i') sigmoid(-k_f) = -(1 - i') e^-k_f / (sum), and
+        # di'/dk_i = i' e^-k_i / (sum), both scaled by e^m; the sum is at least 1.
+        forget_term, input_term, total = saved
+        scaled = d_update / total
+        return -(scaled * forget_term * decay), scaled * input_term * update
 
 
 @keras.saving.register_keras_serializable(package="rnn_keras")
@@ -178,10 +204,8 @@ class MinGRUCell(MinimalCell):
     """
 
     gates = 2
-
-    def update_gate(self, gate_projections):
-        # exp(-softplus(-k)), the paper's log z exponentiated, is sigmoid(k).
-        return ops.sigmoid(gate_projections[0])
+    # exp(-softplus(-k)), the paper's log z exponentiated, is sigmoid(k).
+    gate = scans.SigmoidGate()
 
 
 @keras.saving.register_keras_serializable(package="rnn_keras")
@@ -220,41 +244,4 @@ class MinLSTMCell(MinimalCell):
     """
 
     gates = 3
-
-    def gate_weights(self, block, gate):
-        # The gates enter only as -k (log sigmoid(k) = -softplus(-k)): negating their
-        # weights, not the (time, batch, units) projections, saves a pass each way.
-        return -block if gate < 2 else block
-
-    def update_gate(self, gate_projections):
-        return normalized_input_gate(*gate_projections)
-
-
-@ops.custom_gradient
-def normalized_input_gate(negative_k_forget, negative_k_input):
-    """minLSTM's normalised input gate i' = i / (f + i), from -k_f and -k_i, finite everywhere.
-
-    i' = (1 + e^-k_f) / ((1 + e^-k_f) + (1 + e^-k_i)), with numerator and denominator
-    scaled by e^-s, s = max(0, -k_f, -k_i): one of the three exponentials is then 1 and
-    none overflows, so i' stays finite (and exact) where f + i itself underflows. It
-    equals the paper's sigmoid(softplus(-k_f) - softplus(-k_i)) with three
-    transcendental functions in place of seven across the forward and backward passes;
-    `benchmarks/min_lstm_gate.py` times both forms.
-    """
-    shift = ops.relu(ops.maximum(negative_k_forget, negative_k_input))
-    base = ops.exp(-shift)
-    forget_term = ops.exp(negative_k_forget - shift)
-    input_term = ops.exp(negative_k_input - shift)
-    forget_sum, input_sum = base + forget_term, base + input_term
-    update = forget_sum / (forget_sum + input_sum)
-
-    def grad(upstream):
-        # di'/d(-k_f) = i' (1 - i') sigmoid(-k_f); sigmoid(-k) = e^-k / (1 + e^-k), both
-        # scaled by e^-s (the floor keeps 0 / 0 out where both underflow and i' (1 - i') = 0).
-        common = upstream * update * (1.0 - update)
-        return (
-            common * forget_term / ops.maximum(forget_sum, 1e-30),
-            -common * input_term / ops.maximum(input_sum, 1e-30),
-        )
-
-    return update, grad
+    gate = NormalizedInputGate()
