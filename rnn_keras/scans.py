@@ -201,6 +201,27 @@ def _combine(local, decay, incoming):
     return [value + rate * incoming for value, rate in zip(local, decay, strict=True)]
 
 
+def _from_last_state(a, upstream):
+    """dL/dh at every step when only h_{T-1} is read and T fills whole chunks.
+
+    Then dL/dh_t = a_{t+1} ... a_{T-1} u: products of a alone, two passes per
+    position (the product of a after it within its chunk, times the gradient at
+    its chunk's end) where the general backward scan makes five.
+
+    a: list over positions of `(chunks, batch, units)`; upstream: `(batch, units)`.
+    """
+    rest = [None] * len(a)  # None: the empty product, 1
+    for p in range(len(a) - 2, -1, -1):
+        rest[p] = a[p + 1] if rest[p + 1] is None else a[p + 1] * rest[p + 1]
+    whole = a[0] if rest[0] is None else a[0] * rest[0]
+    # The gradient at each chunk's last step: u in the last chunk, then the reverse
+    # scan h_n = whole_{n+1} h_{n+1}.
+    after = ops.concatenate([whole[1:], ops.zeros_like(whole[:1])], axis=0)
+    row = ops.concatenate([ops.zeros_like(whole[:-1]), ops.expand_dims(upstream, 0)], axis=0)
+    ends = scan_pairs(after, row, reverse=True)
+    return [ends if product is None else product * ends for product in rest]
+
+
 def gated_recurrence(gate_inputs, candidates, h0, steps, masks=None, last_only=False, gate=None):
     """h_t = (1 - z_t) h_{t-1} + z_t g(c_t), z_t = gate(inputs_t) mask_t, over chunks of time.
 
@@ -285,7 +306,9 @@ def gated_recurrence(gate_inputs, candidates, h0, steps, masks=None, last_only=F
             upstream = ops.reshape(upstream, (-1, chunk, *shape))
             return ops.unstack(upstream, chunk, axis=1)
 
-        def grad(upstream):
+        def state_gradients(upstream):
+            if last == chunk - 1:
+                return _from_last_state(a, upstream)
             # a at the next step: the next position, or position 0 of the next chunk.
             after_chunk = ops.concatenate([a[0][1:], ops.zeros_like(a[0][:1])], axis=0)
             local, decay = _within_chunks(
@@ -293,7 +316,10 @@ def gated_recurrence(gate_inputs, candidates, h0, steps, masks=None, last_only=F
             )
             ends = scan_pairs(decay[0], local[0], reverse=True)
             incoming = ops.concatenate([ends[1:], ops.zeros_like(ends[:1])], axis=0)
-            d_states = _combine(local, decay, incoming)
+            return _combine(local, decay, incoming)
+
+        def grad(upstream):
+            d_states = state_gradients(upstream)
             before_chunk = ops.concatenate([ops.expand_dims(h0, 0), states[-1][:-1]], axis=0)
             previous = [before_chunk] + states[:-1]
             d_inputs, d_candidates = [], []
