@@ -86,11 +86,23 @@ def final_states(step, sequence_kernel, inputs, kernel, bias, initial, weights, 
     return list(ops.custom_gradient(final)(*tensors))
 
 
+def lstm_gates(z):
+    """LSTM gate activations (i, f, g, o) from the pre-activations `(batch, 4 * units)`.
+
+    One sigmoid over all four blocks (the tanh block's included, then unused)
+    instead of one per gate: at the sizes of one step each operation costs more
+    to launch than to compute (`benchmarks/lstm_gates.py` times both forms).
+    """
+    units = z.shape[-1] // 4
+    i, f, _, o = ops.split(ops.sigmoid(z), 4, axis=-1)
+    return i, f, ops.tanh(z[:, 2 * units : 3 * units]), o
+
+
 def _lstm_step(projected, states, recurrent_kernel):
     h, c = states
-    i, f, g, o = ops.split(projected + ops.matmul(h, recurrent_kernel), 4, axis=-1)
-    c_new = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
-    return [ops.sigmoid(o) * ops.tanh(c_new), c_new]
+    i, f, g, o = lstm_gates(projected + ops.matmul(h, recurrent_kernel))
+    c_new = f * c + i * g
+    return [o * ops.tanh(c_new), c_new]
 
 
 def lstm_final_states(inputs, kernel, bias, h0, c0, recurrent_kernel, mask=None):
