@@ -158,7 +158,9 @@ def main():
         f"batch {args.batch}, features {args.features}, units {args.units}, "
         f"{args.rounds} rounds after one warm-up; training = forward + backward + Adam"
     )
+    start = speed_vs_pytorch.cpu_ticks()
     speed_vs_pytorch.print_table(args.steps, speed_vs_pytorch.measure(args, args.steps, False))
+    print(speed_vs_pytorch.stolen_share(start))
 
 
 if __name__ == "__main__":

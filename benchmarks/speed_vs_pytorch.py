@@ -57,6 +57,31 @@ def machine():
     return f"{model}; {os.cpu_count()} cores (os.cpu_count); load average {load}"
 
 
+def cpu_ticks():
+    """(busy, stolen) CPU ticks since boot from /proc/stat, or None where it is absent.
+
+    Stolen time is what a virtual machine's host gave to others while this one
+    wanted to run; a loop of many small operations slows down under it more than
+    large ones do, so the scripts print its share beside their figures.
+    """
+    try:
+        with open("/proc/stat", encoding="utf-8") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, steal = fields[0], fields[1], fields[2], fields[7]
+    return user + nice + system + steal, steal
+
+
+def stolen_share(start):
+    """A line with the share of CPU time the host stole since `cpu_ticks()` gave `start`."""
+    end = cpu_ticks()
+    if start is None or end is None or end[0] == start[0]:
+        return "CPU time stolen by the host: unknown"
+    share = (end[1] - start[1]) / (end[0] - start[0])
+    return f"CPU time stolen by the host during the run: {share:.0%} of the busy time"
+
+
 def keras_model(name, args, steps):
     model = keras.Sequential(
         [keras.Input((steps, args.features)), KERAS_VARIANTS[name](args.units)]
@@ -184,9 +209,11 @@ def main():
         f"batch {args.batch}, features {args.features}, units {args.units}, "
         f"{args.rounds} rounds after one warm-up; training = forward + backward + Adam"
     )
+    start = cpu_ticks()
     for steps in args.lengths:
         print_table(steps, measure(args, steps, have_torch))
     print(f"\nload average at the end: {machine().rsplit('load average ', 1)[-1]}")
+    print(stolen_share(start))
 
 
 if __name__ == "__main__":

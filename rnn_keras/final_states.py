@@ -89,13 +89,13 @@ def final_states(step, sequence_kernel, inputs, kernel, bias, initial, weights, 
 def lstm_gates(z):
     """LSTM gate activations (i, f, g, o) from the pre-activations `(batch, 4 * units)`.
 
-    One sigmoid over all four blocks (the tanh block's included, then unused)
-    instead of one per gate: at the sizes of one step each operation costs more
-    to launch than to compute (`benchmarks/lstm_gates.py` times both forms).
+    One sigmoid per gate. One sigmoid over all four blocks makes fewer operations
+    per step but one larger one, which TensorFlow splits across both cores; it
+    inferred faster on an idle 2-core host and slower where the host stole CPU
+    time (`benchmarks/lstm_gates.py`).
     """
-    units = z.shape[-1] // 4
-    i, f, _, o = ops.split(ops.sigmoid(z), 4, axis=-1)
-    return i, f, ops.tanh(z[:, 2 * units : 3 * units]), o
+    i, f, g, o = ops.split(z, 4, axis=-1)
+    return ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
 
 
 def _lstm_step(projected, states, recurrent_kernel):
