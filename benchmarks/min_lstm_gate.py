@@ -25,6 +25,7 @@ scan's fused operation.
 
     python benchmarks/min_lstm_gate.py
     python benchmarks/min_lstm_gate.py --steps 4000 --rounds 5
+    python benchmarks/min_lstm_gate.py --variants "ours lstm" "ours minlstm" "previous gate"
 """
 
 import argparse
@@ -146,13 +147,13 @@ def main():
     parser.add_argument("--features", type=int, default=32)
     parser.add_argument("--units", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     # The layer table's own timing (interleaved rounds, medians), with these variants.
     for name, cell in VARIANTS.items():
         speed_vs_pytorch.KERAS_VARIANTS[name] = lambda units, cell=cell: rnn_keras.Recurrent(
             cell(units)
         )
-    args.variants = list(VARIANTS)
     print(speed_vs_pytorch.machine())
     print(
         f"batch {args.batch}, features {args.features}, units {args.units}, "
