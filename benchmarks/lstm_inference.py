@@ -2,7 +2,7 @@
 
 `rnn_keras.final_states` runs our LSTM at inference (a layer that returns its
 final state): per step, x_t [W; b] with the bias as an input feature fixed at 1,
-then one sigmoid per gate (`final_states.lstm_gates`). The variants:
+then one sigmoid per gate (`final_states._lstm_step`). The variants:
 
 - `bias per step`: the loop before 2026-12-03, x_t W + b, one operation more a step;
 - `gru bias in product`: our GRU's loop with x_t [W; b]; `ours gru` keeps x_t W + b,
@@ -19,7 +19,6 @@ check on the noise). The last line gives the share of CPU time the host stole.
     python benchmarks/lstm_inference.py --lengths 100 --rounds 41
 """
 
-import argparse
 import functools
 import os
 import sys
@@ -35,11 +34,14 @@ from benchmarks import speed_vs_pytorch  # noqa: E402
 from rnn_keras import final_states  # noqa: E402
 
 
-def one_sigmoid(z):
-    """The gates from one sigmoid over all four blocks."""
+def one_sigmoid_step(projected, states, recurrent_kernel):
+    """`final_states._lstm_step` with the gates from one sigmoid over all four blocks."""
+    h, c = states
+    z = projected + ops.matmul(h, recurrent_kernel)
     units = z.shape[-1] // 4
     i, f, _, o = ops.split(ops.sigmoid(z), 4, axis=-1)
-    return i, f, ops.tanh(z[:, 2 * units : 3 * units]), o
+    c_new = f * c + i * ops.tanh(z[:, 2 * units : 3 * units])
+    return [o * ops.tanh(c_new), c_new]
 
 
 def bias_per_step(step, sequence_kernel, inputs, kernel, bias, initial, weights, mask, **_):
@@ -87,7 +89,7 @@ VARIANTS = {
         rnn_keras.LSTMCell(units), ("final_states", bias_per_step)
     ),
     "one sigmoid": lambda units: PatchedRecurrent(
-        rnn_keras.LSTMCell(units), ("lstm_gates", one_sigmoid)
+        rnn_keras.LSTMCell(units), ("_lstm_step", one_sigmoid_step)
     ),
     "keras lstm": lambda units: keras.layers.LSTM(units),
     "ours gru": lambda units: rnn_keras.Recurrent(rnn_keras.GRUCell(units)),
@@ -99,25 +101,7 @@ VARIANTS = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--features", type=int, default=32)
-    parser.add_argument("--units", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    args = parser.parse_args()
-    speed_vs_pytorch.KERAS_VARIANTS.clear()
-    speed_vs_pytorch.KERAS_VARIANTS.update(VARIANTS)
-    print(speed_vs_pytorch.machine())
-    print(
-        f"batch {args.batch}, features {args.features}, units {args.units}, "
-        f"{args.rounds} rounds after one warm-up; training = forward + backward + Adam"
-    )
-    start = speed_vs_pytorch.cpu_ticks()
-    for steps in args.lengths:
-        speed_vs_pytorch.print_table(steps, speed_vs_pytorch.measure(args, steps, False))
-    print(speed_vs_pytorch.stolen_share(start))
+    speed_vs_pytorch.compare(__doc__.splitlines()[0], VARIANTS, lengths=[100, 1000], rounds=15)
 
 
 if __name__ == "__main__":

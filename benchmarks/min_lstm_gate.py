@@ -24,11 +24,10 @@ The other variants are subclasses defined here; all but `previous gate` run insi
 scan's fused operation.
 
     python benchmarks/min_lstm_gate.py
-    python benchmarks/min_lstm_gate.py --steps 4000 --rounds 5
+    python benchmarks/min_lstm_gate.py --lengths 4000 --rounds 5
     python benchmarks/min_lstm_gate.py --variants "ours lstm" "ours minlstm" "previous gate"
 """
 
-import argparse
 import os
 import sys
 
@@ -141,27 +140,16 @@ VARIANTS = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--features", type=int, default=32)
-    parser.add_argument("--units", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    args = parser.parse_args()
     # The layer table's own timing (interleaved rounds, medians), with these variants.
-    for name, cell in VARIANTS.items():
-        speed_vs_pytorch.KERAS_VARIANTS[name] = lambda units, cell=cell: rnn_keras.Recurrent(
-            cell(units)
-        )
-    print(speed_vs_pytorch.machine())
-    print(
-        f"batch {args.batch}, features {args.features}, units {args.units}, "
-        f"{args.rounds} rounds after one warm-up; training = forward + backward + Adam"
+    speed_vs_pytorch.compare(
+        __doc__.splitlines()[0],
+        {
+            name: lambda units, cell=cell: rnn_keras.Recurrent(cell(units))
+            for name, cell in VARIANTS.items()
+        },
+        lengths=[1000],
+        rounds=10,
     )
-    start = speed_vs_pytorch.cpu_ticks()
-    speed_vs_pytorch.print_table(args.steps, speed_vs_pytorch.measure(args, args.steps, False))
-    print(speed_vs_pytorch.stolen_share(start))
 
 
 if __name__ == "__main__":

@@ -170,6 +170,34 @@ def print_table(steps, results):
     sys.stdout.flush()
 
 
+def compare(description, variants, lengths, rounds):
+    """A side-by-side timing script of Keras-side `variants` (name -> units -> layer).
+
+    The command line of the scripts that time variants of one layer against ours
+    (`min_lstm_gate.py`, `lstm_inference.py`): this module's timing, tables and
+    machine lines, over `--lengths`, with `--variants` choosing among `variants`.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--lengths", type=int, nargs="+", default=lengths)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--features", type=int, default=32)
+    parser.add_argument("--units", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--variants", nargs="+", default=list(variants), choices=list(variants))
+    args = parser.parse_args()
+    KERAS_VARIANTS.clear()
+    KERAS_VARIANTS.update(variants)
+    print(machine())
+    print(
+        f"batch {args.batch}, features {args.features}, units {args.units}, "
+        f"{args.rounds} rounds after one warm-up; training = forward + backward + Adam"
+    )
+    start = cpu_ticks()
+    for steps in args.lengths:
+        print_table(steps, measure(args, steps, False))
+    print(stolen_share(start))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[100, 1000, 4000])

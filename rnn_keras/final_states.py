@@ -102,23 +102,13 @@ def final_states(
     return list(ops.custom_gradient(final)(*tensors))
 
 
-def lstm_gates(z):
-    """LSTM gate activations (i, f, g, o) from the pre-activations `(batch, 4 * units)`.
-
-    One sigmoid per gate. One sigmoid over all four blocks makes fewer operations
-    per step but one larger one, which TensorFlow splits across both cores; it
-    inferred faster on an idle 2-core host and slower where the host stole CPU
-    time (`benchmarks/lstm_inference.py`).
-    """
-    i, f, g, o = ops.split(z, 4, axis=-1)
-    return ops.sigmoid(i), ops.sigmoid(f), ops.tanh(g), ops.sigmoid(o)
-
-
 def _lstm_step(projected, states, recurrent_kernel):
+    # One sigmoid per gate: one over all four blocks was faster on an idle host and
+    # slower where the host stole CPU time (`benchmarks/lstm_inference.py`).
     h, c = states
-    i, f, g, o = lstm_gates(projected + ops.matmul(h, recurrent_kernel))
-    c_new = f * c + i * g
-    return [o * ops.tanh(c_new), c_new]
+    i, f, g, o = ops.split(projected + ops.matmul(h, recurrent_kernel), 4, axis=-1)
+    c_new = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+    return [ops.sigmoid(o) * ops.tanh(c_new), c_new]
 
 
 def lstm_final_states(inputs, kernel, bias, h0, c0, recurrent_kernel, mask=None):
